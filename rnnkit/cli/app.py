@@ -1,0 +1,93 @@
+"""The Typer application, global options, and the one place library errors become clean exits."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+
+import typer
+from rich.console import Console
+
+from rnnkit import __version__
+from rnnkit.errors import RnnkitError
+
+app = typer.Typer(
+    name="rnnkit",
+    help="Train, evaluate, decode from and diagnose hand-written RNN, GRU and LSTM networks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Messages and progress go to stderr so that `--json` output on stdout stays machine-readable.
+err_console = Console(stderr=True, highlight=False)
+out_console = Console(highlight=False)
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("RNNKIT_DEBUG", "") not in ("", "0")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rnnkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an error "
+                                                      "(same as RNNKIT_DEBUG=1)."),
+) -> None:
+    """Train, evaluate, decode from and diagnose hand-written RNN, GRU and LSTM networks."""
+    if debug:
+        os.environ["RNNKIT_DEBUG"] = "1"
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print one error line and return the Exit to raise: `raise fail("...")`."""
+    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def command(name: str, example: str) -> Callable:
+    """Register a verb on `app`: its help shows `example`; RnnkitError becomes one line and an exit code.
+
+    Ctrl-C exits with 130 (the shell's convention for SIGINT) after whatever the library saved.
+    """
+
+    def register(func: Callable) -> Callable:
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            try:
+                return func(*args, **kwargs)
+            except RnnkitError as err:
+                if debug_enabled():
+                    raise
+                raise fail(_one_line(str(err)), err.exit_code) from None
+            except KeyboardInterrupt:
+                if debug_enabled():
+                    raise
+                raise fail("interrupted", 130) from None
+
+        doc = (func.__doc__ or "").strip()
+        wrapper.__doc__ = f"{doc}\n\nExample:\n\n    {example}"
+        app.command(name)(wrapper)
+        return wrapper
+
+    return register
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="rnnkit")
+    sys.exit(0)

@@ -1,0 +1,364 @@
+"""Typed run configuration: one dataclass per YAML section, strict loading, `--set` overrides.
+
+A YAML file only overrides the defaults below. Loading compares every key with the dataclass fields and
+collects *all* problems (unknown keys with a did-you-mean, wrong types, out-of-range values, cross-field
+conflicts) before raising one `ConfigError` that names the file and the dotted keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rnnkit.errors import ConfigError
+
+TASKS = ("lm", "classify", "forecast")
+
+
+def option(default: Any, doc: str, *, choices: tuple | None = None, low: float | None = None,
+           high: float | None = None, low_open: bool = False, high_open: bool = False) -> Any:
+    """A config field: its default, a one-line doc, and the values it accepts.
+
+    `low`/`high` bound numbers (inclusive unless `low_open`/`high_open`); `choices` lists allowed values.
+    """
+    meta = {"doc": doc, "choices": choices, "low": low, "high": high,
+            "low_open": low_open, "high_open": high_open}
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from and how it is cut into sequences."""
+
+    source: str = option("reber", "registered source (reber, trump, metro, langid) or any name for a "
+                                  "plain-text corpus given with data.path")
+    path: str | None = option(None, "local file or http(s)/file URL used instead of the source's download")
+    charset: str = option("ascii", "character set kept after cleaning", choices=("ascii", "unicode"))
+    lowercase: bool = option(False, "lower-case the text before building the vocabulary")
+    mode: str = option("sentences", "LM sequences: padded sentences ending in EOS, or fixed-length windows",
+                       choices=("sentences", "windows"))
+    min_len: int = option(2, "sentences shorter than this (characters) are dropped and counted", low=1)
+    max_len: int = option(300, "longest sentence (characters) kept whole", low=1)
+    too_long: str = option("split", "what to do with a longer sentence",
+                           choices=("split", "drop", "error"))
+    window: int = option(100, "window length (characters) in windows mode", low=2)
+    val_fraction: float = option(0.05, "fraction of sentences for validation", low=0.0, high=0.5)
+    test_fraction: float = option(0.05, "fraction of sentences for the test split", low=0.0, high=0.5)
+    split_seed: int = option(0, "seed of the train/val/test split", low=0)
+    num_samples: int = option(4000, "how many sequences a generated source (reber) makes", low=10)
+
+
+@dataclass
+class ModelConfig:
+    """The recurrent network."""
+
+    cell: str = option("lstm", "recurrent cell", choices=("rnn", "gru", "lstm"))
+    hidden_size: int = option(128, "hidden units per layer and direction", low=1)
+    num_layers: int = option(1, "stacked recurrent layers", low=1, high=16)
+    dropout: float = option(0.0, "dropout between layers and before the decoder", low=0.0, high=1.0,
+                            high_open=True)
+    embedding_dim: int = option(32, "embedding size; 0 = one-hot input followed by a linear layer", low=0)
+    nonlinearity: str = option("tanh", "Elman RNN activation (model.cell: rnn only)", choices=("tanh", "relu"))
+    bidirectional: bool = option(False, "read the sequence both ways (classification only)")
+    bias: bool = option(True, "use bias vectors in the cells")
+    forget_bias: float = option(1.0, "initial LSTM forget-gate bias (Jozefowicz et al. 2015)")
+    backend: str = option("auto", "reference = readable loop, fused = fast path, auto = fused where supported",
+                          choices=("auto", "reference", "fused"))
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation loop."""
+
+    batch_size: int = option(32, "sequences per batch", low=1)
+    lr: float = option(2e-3, "learning rate", low=0.0, low_open=True)
+    optimizer: str = option("adam", "optimizer", choices=("adam", "adamw", "sgd", "rmsprop"))
+    momentum: float = option(0.9, "momentum (sgd, rmsprop)", low=0.0, high=1.0, high_open=True)
+    weight_decay: float = option(0.0, "weight decay", low=0.0)
+    max_steps: int = option(1000, "optimizer steps to train for", low=1)
+    clip_grad_norm: float = option(5.0, "clip the global gradient norm to this (0 = no clipping)", low=0.0)
+    schedule: str = option("none", "learning-rate schedule",
+                           choices=("none", "cosine", "step", "plateau"))
+    warmup_steps: int = option(0, "linear warm-up steps before the schedule", low=0)
+    step_size: int = option(1000, "steps between decays (schedule: step)", low=1)
+    gamma: float = option(0.5, "decay factor (schedule: step, plateau)", low=0.0, high=1.0, low_open=True)
+    early_stopping: int = option(0, "stop after this many evaluations without improvement (0 = never)", low=0)
+    eval_every: int = option(200, "steps between validation passes", low=1)
+    eval_batches: int = option(0, "validation batches per pass (0 = the whole split)", low=0)
+    checkpoint_every: int = option(200, "steps between checkpoints", low=1)
+    log_every: int = option(20, "steps between TensorBoard scalar points", low=1)
+    histogram_every: int = option(200, "steps between gradient and gate histograms (0 = never)", low=0)
+    seed: int = option(0, "seed of initialisation, data order and dropout", low=0)
+    device: str = option("auto", "where to train; auto picks CUDA when present", choices=("auto", "cpu", "cuda"))
+    precision: str = option("fp32", "autocast precision on CUDA", choices=("fp32", "bf16", "fp16"))
+
+
+@dataclass
+class GenerateConfig:
+    """Decoding defaults for `rnnkit generate` (each can be overridden on the command line)."""
+
+    prompt: str = option("", "text the model reads before generating")
+    max_len: int = option(200, "most characters to generate", low=1)
+    min_len: int = option(0, "fewest characters before EOS may end a sample", low=0)
+    num: int = option(1, "sequences to return", low=1)
+    greedy: bool = option(False, "always take the most probable character")
+    temperature: float = option(1.0, "divide the logits by this before sampling", low=0.0, low_open=True)
+    top_k: int | None = option(None, "sample among the k most probable characters", low=1)
+    nucleus: float | None = option(None, "sample from the smallest set holding this much probability (top-p)",
+                                   low=0.0, high=1.0, low_open=True)
+    beam: int = option(1, "beam width (1 = no beam search)", low=1)
+    length_penalty: float = option(1.0, "finished beams score sum log-prob / length ** this")
+    no_repeat_ngram: int = option(0, "forbid repeating any n-gram of this size (0 = off)", low=0)
+    fixed_length: bool = option(False, "generate exactly max_len characters and never stop at EOS")
+    seed: int = option(0, "seed of the sampler", low=0)
+
+
+@dataclass
+class RunConfig:
+    """Where the run lives."""
+
+    name: str | None = option(None, "run folder name under run.dir (default: the config file's name)")
+    dir: str = option("runs", "folder holding the run folders")
+
+
+@dataclass
+class Config:
+    """A whole rnnkit configuration."""
+
+    task: str = option("lm", "what the model learns", choices=TASKS)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def cross_field_problems(cfg: Config) -> list[str]:
+    """Conflicts between fields, phrased with the keys the user types."""
+    problems = []
+    if cfg.model.nonlinearity != "tanh" and cfg.model.cell != "rnn":
+        problems.append(f"model.nonlinearity: only applies to model.cell: rnn (got cell {cfg.model.cell!r})")
+    if cfg.model.bidirectional and cfg.task != "classify":
+        problems.append("model.bidirectional: only task: classify can read the future; use false")
+    if cfg.data.val_fraction + cfg.data.test_fraction >= 0.9:
+        problems.append("data.val_fraction + data.test_fraction: must leave at least 10% for training")
+    if cfg.data.min_len > cfg.data.max_len:
+        problems.append(f"data.min_len: {cfg.data.min_len} is larger than data.max_len {cfg.data.max_len}")
+    if cfg.generate.min_len > cfg.generate.max_len:
+        problems.append(f"generate.min_len: {cfg.generate.min_len} is larger than generate.max_len "
+                        f"{cfg.generate.max_len}")
+    if cfg.generate.greedy and cfg.generate.beam > 1:
+        problems.append("generate.greedy: cannot be combined with generate.beam > 1")
+    if cfg.generate.num > cfg.generate.beam > 1:
+        problems.append(f"generate.num: {cfg.generate.num} is more than generate.beam {cfg.generate.beam}")
+    return problems
+
+
+# ---------------------------------------------------------------- strict conversion of YAML values
+
+def _type_name(tp: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if args:
+        return " or ".join(names[a] for a in args) + " or null"
+    return names[tp]
+
+
+def _convert(value: Any, tp: Any) -> Any:
+    """Convert a YAML value to the field type `tp`, or raise ValueError with what was expected."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        if value is None:
+            return None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _convert(value, inner)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+            return int(value)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            # PyYAML reads `1e-3` (no dot) as a string; accept any spelling float() accepts.
+            try:
+                converted = float(value)
+            except ValueError:
+                pass
+            else:
+                if converted == converted and abs(converted) != float("inf"):
+                    return converted
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise ValueError(f"expected {_type_name(tp)}, got {_show(value)}")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _range_problem(value: Any, meta: dict) -> str | None:
+    if value is None:
+        return None
+    if meta["choices"] is not None and value not in meta["choices"]:
+        return f"{_show(value)} is not one of {', '.join(map(str, meta['choices']))}"
+    low, high = meta["low"], meta["high"]
+    if low is not None and (value < low or (meta["low_open"] and value == low)):
+        return f"{_show(value)} must be {'>' if meta['low_open'] else '>='} {low}"
+    if high is not None and (value > high or (meta["high_open"] and value == high)):
+        return f"{_show(value)} must be {'<' if meta['high_open'] else '<='} {high}"
+    return None
+
+
+def _suggest(key: str, known: list[str], prefix: str) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f"; did you mean {prefix}{close[0]}?" if close else f"; known keys: {', '.join(known)}"
+
+
+def _build(cls: type, values: Any, prefix: str, problems: list[str]) -> Any:
+    """Instantiate dataclass `cls` from a mapping, appending every problem found to `problems`."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        where = prefix.rstrip(".") or "the file"
+        problems.append(f"{where}: expected a mapping of keys to values, got {_show(values)}")
+        return cls()
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            problems.append(f"{dotted}: unknown key{_suggest(str(key), list(fields), prefix)}")
+            continue
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, f"{dotted}.", problems)
+            continue
+        try:
+            converted = _convert(value, tp)
+        except ValueError as err:
+            problems.append(f"{dotted}: {err}")
+            continue
+        problem = _range_problem(converted, fields[key].metadata)
+        if problem:
+            problems.append(f"{dotted}: {problem}")
+            continue
+        kwargs[key] = converted
+    return cls(**kwargs)
+
+
+# ---------------------------------------------------------------- public entry points
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split `section.key=value` into (["section", "key"], YAML-parsed value)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part.strip() for part in key.split(".")):
+        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. --set train.lr=0.001")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw  # not YAML: keep the text; the field's type check reports it if it is wrong
+    return [part.strip() for part in key.split(".")], value
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply `--set` overrides to a raw YAML mapping (validated later with the rest)."""
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {text!r}: {'.'.join(path[:-1])} is not a section")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def config_from_dict(raw: Any, source: str = "config") -> Config:
+    """Validate a raw mapping into a `Config`; raise one ConfigError listing every problem."""
+    problems: list[str] = []
+    cfg = _build(Config, raw, "", problems)
+    if not problems:
+        problems = cross_field_problems(cfg)
+    if problems:
+        listing = "; ".join(problems)
+        raise ConfigError(f"{source}: {listing}")
+    return cfg
+
+
+def read_yaml(path: Path) -> Any:
+    """Read a YAML config file, turning unreadable or non-YAML files into ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, expected a YAML config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (expected YAML)") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: not a text file (expected YAML)")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    if raw is None:
+        raise ConfigError(f"{path}: the file is empty; expected a mapping such as 'task: lm'")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (task, data, model, train, "
+                          f"generate, run), got {type(raw).__name__}")
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a YAML config file, apply `--set` overrides, validate strictly."""
+    path = Path(path)
+    raw = apply_overrides(read_yaml(path), list(overrides))
+    cfg = config_from_dict(raw, str(path))
+    if cfg.run.name is None:
+        cfg.run.name = path.stem
+    return cfg
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    """Write the resolved config (every field, defaults included) as YAML."""
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def describe_fields() -> list[tuple[str, Any, str]]:
+    """(dotted key, default, doc) for every field: the config reference in the README is made from this."""
+    rows = []
+    for section in dataclasses.fields(Config):
+        tp = typing.get_type_hints(Config)[section.name]
+        if dataclasses.is_dataclass(tp):
+            for f in dataclasses.fields(tp):
+                rows.append((f"{section.name}.{f.name}", f.default, f.metadata["doc"]))
+        else:
+            rows.append((section.name, section.default, section.metadata["doc"]))
+    return rows

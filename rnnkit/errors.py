@@ -1,0 +1,39 @@
+"""The exceptions the CLI turns into one-line messages (library code raises only these for user mistakes)."""
+
+
+class RnnkitError(Exception):
+    """A failure the user can act on; the CLI prints the message and exits with `exit_code`."""
+
+    exit_code = 1
+
+
+class UsageError(RnnkitError):
+    """A bad option, option combination or argument on the command line."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A config file or `--set` override that does not validate."""
+
+
+class DataError(RnnkitError):
+    """A corpus or dataset file that is missing, unreadable or malformed."""
+
+
+class DownloadError(DataError):
+    """A download that failed or whose checksum does not match."""
+
+
+class VocabularyError(RnnkitError):
+    """A character that is not in the run's vocabulary (prompts, encoded text)."""
+
+    exit_code = 2
+
+
+class CheckpointError(RnnkitError):
+    """A run folder or checkpoint that is missing, corrupt, foreign or from a newer format."""
+
+
+class TrainingError(RnnkitError):
+    """Training that cannot go on (non-finite loss, run folder locked by another process)."""
