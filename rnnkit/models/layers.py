@@ -1,0 +1,365 @@
+"""Recurrent layers (RNN, GRU, LSTM): a cell run over time-major (T, B, D) sequences, lengths aware.
+
+Parameters carry torch.nn's names (`weight_ih_l0`, `bias_hh_l1_reverse`, ...) and gate order, so a
+`state_dict` moves between these layers and `torch.nn.RNN/GRU/LSTM` unchanged (`from_torch`, `to_torch`).
+
+The time loop follows the techniques that pay in eager PyTorch:
+- the input projection of all time steps is one matmul before the loop (it does not depend on h);
+- each step does one `addmm` for all gates, then a few pointwise ops (see `cells.py`);
+- the projected input is split with `unbind(0)` and the outputs joined with one `torch.stack`:
+  indexing `xw[t]` inside the loop would make each step's backward write a gradient the size of the
+  whole tensor.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from rnnkit.models.cells import GRU_GATES, LSTM_GATES, activation, gru_update, lstm_update
+from rnnkit.models.losses import lengths_to_mask
+
+State = tuple[Tensor, ...]  # internal form: (h,) or (h, c), each (B, H) per layer/direction
+
+
+class _RecurrentLayer(nn.Module):
+    """Shared machinery: parameters, the time loop, lengths, stacking, directions, torch exchange."""
+
+    num_gates: int  # blocks of H rows stacked in weight_ih / weight_hh
+    state_size: int  # 1 for h, 2 for (h, c)
+    gate_names: tuple[str, ...]  # what `_step` returns, recorded when `record_gates` is on
+    torch_class: type[nn.RNNBase]
+    fold_hh_bias = True  # add bias_hh into the hoisted input projection (not possible for GRU)
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, dropout=0.0, bidirectional=False):
+        super().__init__()
+        if input_size < 1 or hidden_size < 1 or num_layers < 1:
+            raise ValueError("input_size, hidden_size and num_layers must be positive")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), not {dropout}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.dropout, self.bidirectional = bias, float(dropout), bidirectional
+        self.num_directions = 2 if bidirectional else 1
+        # Off by default: recording stacks and detaches every gate of every step.
+        self.record_gates = False
+        self.last_gates: dict[str, Tensor] = {}
+        rows = self.num_gates * hidden_size
+        # Registration order (layer, direction, w_ih, w_hh, b_ih, b_hh) is torch's, so that the same
+        # seed gives the same initial weights as torch.nn.
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else hidden_size * self.num_directions
+            for direction in range(self.num_directions):
+                sfx = self._suffix(layer, direction)
+                self.register_parameter("weight_ih" + sfx, nn.Parameter(torch.empty(rows, layer_input)))
+                self.register_parameter("weight_hh" + sfx, nn.Parameter(torch.empty(rows, hidden_size)))
+                if bias:
+                    self.register_parameter("bias_ih" + sfx, nn.Parameter(torch.empty(rows)))
+                    self.register_parameter("bias_hh" + sfx, nn.Parameter(torch.empty(rows)))
+        # Subclasses set their options, then call reset_parameters().
+
+    @staticmethod
+    def _suffix(layer: int, direction: int) -> str:
+        return f"_l{layer}" + ("_reverse" if direction else "")
+
+    def reset_parameters(self) -> None:
+        """torch.nn's initialisation: every parameter uniform in ±1/sqrt(hidden_size)."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        return s
+
+    def _weights(self, layer: int, direction: int):
+        sfx = self._suffix(layer, direction)
+        w_ih, w_hh = getattr(self, "weight_ih" + sfx), getattr(self, "weight_hh" + sfx)
+        if not self.bias:
+            return w_ih, w_hh, None, None
+        return w_ih, w_hh, getattr(self, "bias_ih" + sfx), getattr(self, "bias_hh" + sfx)
+
+    # --- Per-kind hooks ---------------------------------------------------------------------------
+
+    def _step(self, xw_t: Tensor, state: State, w_hh_t: Tensor, b_hh: Tensor | None):
+        """One step from the projected input (B, G*H) -> (new state, gate tensors)."""
+        raise NotImplementedError
+
+    def _project(self, x: Tensor, w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor:
+        """Input projection of all steps at once: x (..., D) -> (..., G*H), biases included."""
+        bias = b_ih
+        if self.fold_hh_bias and b_hh is not None:
+            bias = b_ih + b_hh
+        x2d = x.reshape(-1, x.shape[-1])  # (T*B, D)
+        out = torch.mm(x2d, w_ih.t()) if bias is None else torch.addmm(bias, x2d, w_ih.t())
+        return out.view(*x.shape[:-1], -1)
+
+    # --- Forward ----------------------------------------------------------------------------------
+
+    def forward(self, x, state=None, lengths=None):
+        """Run the stack over a sequence.
+
+        x: (T, B, D) tensor, or a PackedSequence (then the output is a PackedSequence too).
+        state: None (zeros), or the final_state layout below, in the batch's order.
+        lengths: optional (B,) ints; steps t >= lengths[b] are padding: they leave the state alone,
+            their outputs are zero and no gradient flows through them.
+        Returns (outputs (T, B, H*dirs), final_state): final_state is h_n, or (h_n, c_n) for LSTM,
+        each (num_layers*dirs, B, H), index layer*dirs + direction, as torch.nn.
+        """
+        if isinstance(x, PackedSequence):
+            if lengths is not None:
+                raise ValueError("pass lengths or a PackedSequence, not both")
+            return self._forward_packed(x, state)
+        if x.dim() != 3 or x.shape[2] != self.input_size:
+            raise ValueError(f"expected input (T, B, {self.input_size}) time-major, got {tuple(x.shape)}")
+        T, B, _ = x.shape
+        if T == 0:
+            raise ValueError("empty sequence: T must be at least 1")
+        mask = None
+        if lengths is not None:
+            mask = lengths_to_mask(lengths, T).to(x.device).unsqueeze(-1)  # (T, B, 1) bool
+            if mask.shape[1] != B:
+                raise ValueError(f"lengths has {mask.shape[1]} entries for a batch of {B}")
+        states = self._initial_states(state, B, x)
+        finals, gates = [], {}
+        out = x
+        for layer in range(self.num_layers):
+            if layer > 0 and self.dropout > 0 and self.training:
+                out = F.dropout(out, self.dropout, training=True)  # between layers, not after the last
+            per_direction = []
+            for direction in range(self.num_directions):
+                idx = layer * self.num_directions + direction
+                y, final, step_gates = self._scan(out, tuple(s[idx] for s in states), layer, direction, mask)
+                per_direction.append(y)
+                finals.append(final)
+                if step_gates is not None:
+                    gates.update(self._stack_gates(step_gates, layer, direction, mask))
+            out = per_direction[0] if len(per_direction) == 1 else torch.cat(per_direction, dim=2)  # (T, B, 2H)
+        if self.record_gates:
+            self.last_gates = gates
+        final_state = tuple(torch.stack([f[k] for f in finals]) for k in range(self.state_size))
+        return out, self._public_state(final_state)
+
+    def _scan(self, x: Tensor, state: State, layer: int, direction: int, mask: Tensor | None):
+        """One direction of one layer: x (T, B, D) -> (outputs (T, B, H), final state, gates or None).
+
+        The reverse direction walks t = T-1 .. 0; with lengths, the padded steps it meets first leave
+        its initial state alone, so it effectively starts at each sequence's own last real step.
+        """
+        w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
+        xw = self._project(x, w_ih, b_ih, b_hh)  # (T, B, G*H)
+        w_hh_t = w_hh.t()  # (H, G*H), transposed once, not per step
+        steps = xw.unbind(0)
+        masks = mask.unbind(0) if mask is not None else None
+        T = len(steps)
+        outputs: list = [None] * T
+        recorded: list | None = [None] * T if self.record_gates else None
+        for t in range(T - 1, -1, -1) if direction else range(T):
+            new_state, step_gates = self._step(steps[t], state, w_hh_t, b_hh)
+            if masks is None:
+                outputs[t] = new_state[0]
+            else:
+                m = masks[t]  # (B, 1); where() sends no gradient to the branch not taken
+                new_state = tuple(torch.where(m, n, s) for n, s in zip(new_state, state, strict=True))
+                outputs[t] = torch.where(m, new_state[0], 0.0)
+            state = new_state
+            if recorded is not None:
+                recorded[t] = [g.detach() for g in step_gates]
+        return torch.stack(outputs), state, recorded
+
+    def _stack_gates(self, recorded: list, layer: int, direction: int, mask: Tensor | None) -> dict:
+        sfx = ".reverse" if direction else ""
+        gates = {}
+        for k, name in enumerate(self.gate_names):
+            g = torch.stack([step[k] for step in recorded])  # (T, B, H)
+            gates[f"layer{layer}.{name}{sfx}"] = g if mask is None else g * mask  # zero on padding
+        return gates
+
+    def _forward_packed(self, packed: PackedSequence, state):
+        # pad_packed_sequence restores the caller's batch order; torch.nn takes and returns the state in
+        # that order too, so the padded path applies unchanged.
+        padded, lengths = pad_packed_sequence(packed)
+        out, final = self.forward(padded, state, lengths)
+        if packed.sorted_indices is not None:
+            out = out.index_select(1, packed.sorted_indices)
+            lengths = lengths[packed.sorted_indices.cpu()]
+        data = pack_padded_sequence(out, lengths, enforce_sorted=True).data
+        return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), final
+
+    # --- State handling ---------------------------------------------------------------------------
+
+    def _public_state(self, state: State):
+        return state[0] if self.state_size == 1 else state
+
+    def _initial_states(self, state, batch: int, like: Tensor) -> State:
+        """The state in internal tuple form, each (num_layers*dirs, B, H); None means zeros."""
+        shape = (self.num_layers * self.num_directions, batch, self.hidden_size)
+        if state is None:
+            zeros = like.new_zeros(shape)
+            return (zeros,) * self.state_size
+        states = (state,) if isinstance(state, Tensor) else tuple(state)
+        if len(states) != self.state_size or any(s.shape != shape for s in states):
+            got = [tuple(s.shape) for s in states]
+            want = "h_0" if self.state_size == 1 else "(h_0, c_0)"
+            raise ValueError(f"expected state {want} with shape {shape}, got {got}")
+        return states
+
+    def init_state(self, batch_size: int, device=None, dtype=None):
+        """Zero state in final_state layout: (num_layers*dirs, B, H), or a pair of them for LSTM."""
+        ref = self.weight_hh_l0
+        shape = (self.num_layers * self.num_directions, batch_size, self.hidden_size)
+        device, dtype = device or ref.device, dtype or ref.dtype
+        return self._public_state(tuple(torch.zeros(shape, device=device, dtype=dtype) for _ in range(self.state_size)))
+
+    def one_step(self, x_t: Tensor, state=None):
+        """The course's step: x_t (B, D) and a state (final_state layout, None = zeros) -> new state.
+
+        With several layers, layer l's new h is layer l+1's input at the same step, so one call
+        advances the whole stack by one time step (what `forward` does on a length-1 sequence, without
+        dropout). The top layer's output is `h_n[-1]`. Bidirectional layers have no step form.
+        """
+        if self.bidirectional:
+            raise ValueError("one_step needs the whole sequence for a bidirectional layer; use forward")
+        states = self._initial_states(state, x_t.shape[0], x_t)
+        inp, new = x_t, []
+        for layer in range(self.num_layers):
+            w_ih, w_hh, b_ih, b_hh = self._weights(layer, 0)
+            xw = self._project(inp, w_ih, b_ih, b_hh)  # (B, G*H)
+            s, _ = self._step(xw, tuple(st[layer] for st in states), w_hh.t(), b_hh)
+            new.append(s)
+            inp = s[0]
+        return self._public_state(tuple(torch.stack([s[k] for s in new]) for k in range(self.state_size)))
+
+    # --- Exchange with torch.nn -------------------------------------------------------------------
+
+    def _torch_kwargs(self) -> dict:
+        return {}
+
+    @classmethod
+    def _kwargs_from_torch(cls, module) -> dict:
+        return {}
+
+    @classmethod
+    def from_torch(cls, module: nn.RNNBase):
+        """A layer with `module`'s configuration, dtype, device, mode and exactly its weights."""
+        if not isinstance(module, cls.torch_class):
+            raise TypeError(f"{cls.__name__}.from_torch expects torch.nn.{cls.torch_class.__name__}")
+        if module.batch_first:
+            raise ValueError("batch_first modules are not supported: rnnkit layers are time-major (T, B, D)")
+        if getattr(module, "proj_size", 0):
+            raise ValueError("LSTM with proj_size > 0 is not supported")
+        layer = cls(
+            module.input_size, module.hidden_size, module.num_layers, bias=module.bias,
+            dropout=module.dropout, bidirectional=module.bidirectional, **cls._kwargs_from_torch(module),
+        )
+        ref = module.weight_ih_l0
+        layer.to(device=ref.device, dtype=ref.dtype)
+        layer.load_state_dict(module.state_dict())  # same names: an exact copy
+        return layer.train(module.training)
+
+    def to_torch(self) -> nn.RNNBase:
+        """The equivalent torch.nn module, with exactly these weights."""
+        module = self.torch_class(
+            self.input_size, self.hidden_size, self.num_layers, bias=self.bias,
+            dropout=self.dropout, bidirectional=self.bidirectional, **self._torch_kwargs(),
+        )
+        ref = self.weight_ih_l0
+        module.to(device=ref.device, dtype=ref.dtype)
+        module.load_state_dict(self.state_dict())
+        return module.train(self.training)
+
+
+class RNN(_RecurrentLayer):
+    """Elman RNN: h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), f = tanh or relu.
+
+    Recorded gates: "layer{l}.preactivation" (before f), useful to see tanh saturation or dead relus.
+    """
+
+    num_gates, state_size, gate_names, torch_class = 1, 1, ("preactivation",), nn.RNN
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, dropout=0.0,
+                 bidirectional=False, nonlinearity="tanh"):
+        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional)
+        self._activation = activation(nonlinearity)  # validates the name
+        self.nonlinearity = nonlinearity
+        self.reset_parameters()
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", nonlinearity={self.nonlinearity!r}"
+
+    def _step(self, xw_t, state, w_hh_t, b_hh):
+        pre = torch.addmm(xw_t, state[0], w_hh_t)  # (B, H)
+        return (self._activation(pre),), (pre,)
+
+    def _torch_kwargs(self):
+        return {"nonlinearity": self.nonlinearity}
+
+    @classmethod
+    def _kwargs_from_torch(cls, module):
+        return {"nonlinearity": module.nonlinearity}
+
+
+class GRU(_RecurrentLayer):
+    """Gated recurrent unit (torch's equations, see `cells.gru_update`).
+
+    Recorded gates: "layer{l}.reset", ".update", ".candidate".
+    """
+
+    num_gates, state_size, gate_names, torch_class = 3, 1, GRU_GATES, nn.GRU
+    # The reset gate multiplies (W_hn h + b_hn): b_hh must stay inside the recurrent product.
+    fold_hh_bias = False
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, dropout=0.0, bidirectional=False):
+        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional)
+        self.reset_parameters()
+
+    def _step(self, xw_t, state, w_hh_t, b_hh):
+        h = state[0]
+        gh = torch.mm(h, w_hh_t) if b_hh is None else torch.addmm(b_hh, h, w_hh_t)  # (B, 3H)
+        h, gates = gru_update(xw_t, gh, h)
+        return (h,), gates
+
+
+class LSTM(_RecurrentLayer):
+    """Long short-term memory; the state is (h, c) (see `cells.lstm_update`).
+
+    forget_bias: added to the forget slice of every `bias_ih` at initialisation (0.0 = torch.nn's
+    init; 1.0 is the usual choice for language models). Ignored when bias=False.
+    Recorded gates: "layer{l}.input", ".forget", ".cell" (torch's cell gate: the tanh candidate g_t),
+    ".output".
+    """
+
+    num_gates, state_size, gate_names, torch_class = 4, 2, LSTM_GATES, nn.LSTM
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, dropout=0.0,
+                 bidirectional=False, forget_bias=0.0):
+        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional)
+        self.forget_bias = float(forget_bias)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if self.bias and self.forget_bias:
+            H = self.hidden_size
+            with torch.no_grad():
+                for name, p in self.named_parameters():
+                    if name.startswith("bias_ih"):
+                        p[H:2 * H] += self.forget_bias  # gate order i, f, g, o
+
+    def _step(self, xw_t, state, w_hh_t, b_hh):
+        h, c = state
+        gates = torch.addmm(xw_t, h, w_hh_t)  # (B, 4H): one product for the four gates
+        h, c, acts = lstm_update(gates, c)
+        return (h, c), acts
+
+
+LAYERS: dict[str, type[_RecurrentLayer]] = {"rnn": RNN, "gru": GRU, "lstm": LSTM}

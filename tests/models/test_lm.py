@@ -1,0 +1,121 @@
+"""CharLM: step() agrees with forward(), one-hot mode, config building, gate recording, beam reorder."""
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rnnkit.errors import ConfigError
+from rnnkit.models import CharLM
+
+V, T, B = 11, 6, 3
+
+
+def as_tuple(state):
+    return state if isinstance(state, tuple) else (state,)
+
+
+@pytest.mark.parametrize("embedding_dim", [5, 0])
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_step_by_step_equals_forward(cell, embedding_dim):
+    torch.manual_seed(0)
+    lm = CharLM(V, cell=cell, hidden_size=8, num_layers=2, embedding_dim=embedding_dim, dropout=0.3).double().eval()
+    tokens = torch.randint(0, V, (T, B))
+    logits, final = lm(tokens)
+    assert logits.shape == (T, B, V)
+    state = None
+    for t in range(T):
+        log_probs, state = lm.step(tokens[t], state)
+        torch.testing.assert_close(log_probs, F.log_softmax(logits[t], -1), rtol=0, atol=1e-12)
+    for a, b in zip(as_tuple(state), as_tuple(final), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_one_hot_mode_is_one_hot_times_a_linear_weight():
+    torch.manual_seed(1)
+    lm = CharLM(V, cell="gru", hidden_size=8, embedding_dim=0)
+    assert not hasattr(lm, "embedding")
+    assert lm.input_proj.weight.shape == (8, V)
+    tokens = torch.randint(0, V, (T, B))
+    explicit = F.one_hot(tokens, V).float() @ lm.input_proj.weight.t()  # the course's version
+    torch.testing.assert_close(lm.embed(tokens), explicit)
+    logits, _ = lm(tokens)
+    logits.sum().backward()
+    assert lm.input_proj.weight.grad.shape == (8, V)
+    unused = sorted(set(range(V)) - set(tokens.flatten().tolist()))
+    assert (lm.input_proj.weight.grad[:, unused] == 0).all()
+
+
+def test_from_config_reads_attributes_and_ignores_extras():
+    @dataclass
+    class ModelConfig:
+        cell: str = "rnn"
+        hidden_size: int = 16
+        num_layers: int = 2
+        dropout: float = 0.1
+        embedding_dim: int = 4
+        nonlinearity: str = "relu"
+        bias: bool = False
+        forget_bias: float = 1.0
+        unrelated: str = "ignored"
+
+    lm = CharLM.from_config(ModelConfig(), vocab_size=V)
+    assert lm.rnn.nonlinearity == "relu" and lm.rnn.num_layers == 2 and not lm.rnn.bias
+    assert lm.rnn.hidden_size == 16 and lm.embedding.embedding_dim == 4 and lm.rnn.dropout == 0.1
+    lstm = CharLM.from_config(ModelConfig(cell="lstm", bias=True), vocab_size=V)
+    assert (lstm.rnn.bias_ih_l0[16:32] > 0.5).all(), "forget_bias=1.0 shifts the forget slice"
+    with pytest.raises(ConfigError, match="model.cell"):
+        CharLM.from_config(ModelConfig(cell="transformer"), vocab_size=V)
+
+
+def test_lengths_and_state_layout():
+    torch.manual_seed(2)
+    lm = CharLM(V, cell="lstm", hidden_size=8, num_layers=2).eval()
+    tokens = torch.randint(0, V, (T, B))
+    lengths = torch.tensor([6, 2, 4])
+    _, (h, c) = lm(tokens, lengths=lengths)
+    assert h.shape == c.shape == (2, B, 8)
+    _, (h_short, _) = lm(tokens[:2, 1:2])
+    torch.testing.assert_close(h[:, 1:2], h_short)
+    zeros = lm.init_state(B)
+    assert all(z.shape == (2, B, 8) and (z == 0).all() for z in zeros)
+
+
+def test_beam_reorder_is_index_select_on_dim_1():
+    torch.manual_seed(3)
+    lm = CharLM(V, cell="lstm", hidden_size=8, num_layers=2).eval()
+    tokens = torch.randint(0, V, (4, B))
+    _, state = lm(tokens)
+    idx = torch.tensor([2, 2, 0])
+    reordered = tuple(s.index_select(1, idx) for s in state)
+    nxt = torch.randint(0, V, (B,))
+    log_probs, _ = lm.step(nxt, reordered)
+    ref, _ = lm(torch.cat([tokens[:, idx], nxt[None]]))
+    torch.testing.assert_close(log_probs, F.log_softmax(ref[-1], -1))
+
+
+def test_gate_recording():
+    torch.manual_seed(4)
+    lm = CharLM(V, cell="lstm", hidden_size=8, num_layers=2)
+    tokens = torch.randint(0, V, (T, B))
+    lm(tokens)
+    assert lm.gate_activations() == {}, "off by default"
+    lm.record_gates(True)
+    lm(tokens)
+    gates = lm.gate_activations()
+    assert set(gates) == {f"layer{i}.{g}" for i in range(2) for g in ("input", "forget", "cell", "output")}
+    assert all(g.shape == (T, B, 8) for g in gates.values())
+    lm.record_gates(False)
+    assert lm.gate_activations() == {}
+    gru = CharLM(V, cell="gru", hidden_size=8)
+    gru.record_gates()
+    gru(tokens)
+    assert set(gru.gate_activations()) == {"layer0.reset", "layer0.update", "layer0.candidate"}
+
+
+def test_step_upcasts_half_precision_log_probs():
+    lm = CharLM(V, cell="gru", hidden_size=8).to(torch.bfloat16)
+    log_probs, _ = lm.step(torch.tensor([1, 2]))
+    assert log_probs.dtype == torch.float32
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(2))
