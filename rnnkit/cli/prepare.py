@@ -1,0 +1,42 @@
+"""`rnnkit prepare`: fetch, clean, encode and split a corpus once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from rnnkit.cli.app import command, out_console
+from rnnkit.config import config_from_dict
+
+
+@command("prepare", "rnnkit prepare trump --from ../shared/data/trump_speeches/speeches.txt")
+def prepare(
+    name: str = typer.Argument(..., help="A registered source (trump, reber, ...) or any name for your own "
+                                         "corpus given with --from."),
+    source: str | None = typer.Option(None, "--from", metavar="PATH_OR_URL",
+                                      help="Local file or http(s)/file URL used instead of the source's download."),
+    charset: str | None = typer.Option(None, "--charset", metavar="ascii|unicode",
+                                       help="Characters kept after cleaning (default ascii)."),
+    lowercase: bool = typer.Option(False, "--lowercase", help="Lower-case the text."),
+    min_len: int | None = typer.Option(None, "--min-len", help="Drop (and count) shorter sentences (default 2)."),
+    max_len: int | None = typer.Option(None, "--max-len", help="Cut longer sentences (default 300)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the train/val/test split (default 0)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even if the same settings were prepared before."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Data folder (default $RNNKIT_DATA or ./data)."),
+) -> None:
+    """Fetch, clean, encode and split a corpus once; the same settings later reuse the prepared folder."""
+    # Imported here so that `rnnkit --help` does not load torch and safetensors.
+    from rnnkit.data.prepare import prepare_with_summary
+
+    given = {"source": name, "path": source, "charset": charset, "lowercase": lowercase or None,
+             "min_len": min_len, "max_len": max_len, "split_seed": seed}
+    cfg = config_from_dict({"data": {k: v for k, v in given.items() if v is not None}}, "command line")
+    summary = prepare_with_summary(cfg.data, root=data_dir, name=name, force=force)
+    table = Table(title=f"prepared {summary.name} in {summary.seconds:.2f} s", show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for label, value in summary.rows():
+        table.add_row(label, value)
+    out_console.print(table)

@@ -1,0 +1,29 @@
+"""Data: vocabulary, cleaning, sources and downloads, prepared datasets, and LM batching."""
+
+from rnnkit.data.cleaning import CleaningReport, clean_text
+from rnnkit.data.datasets import (
+    BucketBatchSampler,
+    LMBatches,
+    SentenceDataset,
+    WindowDataset,
+    lm_batches,
+    pad_collate_fn,
+)
+from rnnkit.data.prepare import (
+    PreparedCorpus,
+    PrepareSummary,
+    SplitView,
+    load_prepared,
+    prepare_corpus,
+    prepare_with_summary,
+)
+from rnnkit.data.reber import generate_embedded_reber, penultimate_accuracy, penultimate_hits
+from rnnkit.data.sources import SOURCES, Source, register
+from rnnkit.data.vocab import EOS, PAD, Vocab
+
+__all__ = [
+    "EOS", "PAD", "SOURCES", "BucketBatchSampler", "CleaningReport", "LMBatches", "PrepareSummary",
+    "PreparedCorpus", "SentenceDataset", "Source", "SplitView", "Vocab", "WindowDataset", "clean_text",
+    "generate_embedded_reber", "lm_batches", "load_prepared", "pad_collate_fn", "penultimate_accuracy",
+    "penultimate_hits", "prepare_corpus", "prepare_with_summary", "register",
+]

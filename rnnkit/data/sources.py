@@ -1,0 +1,189 @@
+"""The registry of named data sources, and fetching a corpus file: local path, file:// or http(s) download."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rnnkit.errors import DataError, DownloadError, UsageError
+
+# A corpus larger than this is refused before it is read (the whole text is held in memory while it is
+# cleaned and split); set RNNKIT_MAX_CORPUS_BYTES to change it.
+DEFAULT_MAX_BYTES = 2 * 1024**3
+DOWNLOAD_TIMEOUT_S = 60
+CHUNK = 1 << 20
+
+
+def max_corpus_bytes() -> int:
+    raw = os.environ.get("RNNKIT_MAX_CORPUS_BYTES")
+    if raw is None:
+        return DEFAULT_MAX_BYTES
+    try:
+        return int(raw)
+    except ValueError:
+        raise UsageError(f"RNNKIT_MAX_CORPUS_BYTES: expected a number of bytes, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Source:
+    """A named data source: a file to download (url + sha256 + filename) or a generator of sentences.
+
+    `generate(data_cfg) -> list[str]` makes the sentences of a generated source (reber).
+    `preparer`, when set, replaces the whole text pipeline for this source: it receives the same
+    arguments as `rnnkit.data.prepare.prepare_text_source` and returns a `PrepareSummary`. Sources that
+    are not character-level text (metro forecasting, language identification) register one.
+    """
+
+    name: str
+    description: str
+    url: str | None = None
+    sha256: str | None = None
+    filename: str | None = None
+    generate: Callable | None = None
+    preparer: Callable | None = None
+
+
+SOURCES: dict[str, Source] = {}
+
+
+def register(source: Source) -> Source:
+    """Add a source to the registry (a module registers its sources when imported)."""
+    SOURCES[source.name] = source
+    return source
+
+
+def _generate_reber(data_cfg) -> list[str]:
+    from rnnkit.data.reber import generate_embedded_reber
+
+    return generate_embedded_reber(data_cfg.num_samples, seed=data_cfg.split_seed,
+                                   min_len=data_cfg.min_len, max_len=data_cfg.max_len)
+
+
+register(Source(
+    name="trump",
+    description="Donald Trump's 2016 campaign speeches (github.com/ryanmcdermott/trump-speeches, ~900k characters)",
+    url="https://raw.githubusercontent.com/ryanmcdermott/trump-speeches/master/speeches.txt",
+    sha256="3b6362724e391ccb7e2adf790bc51e31e018fde8027fefa005630c76eecce6a2",
+    filename="speeches.txt",
+))
+register(Source(
+    name="reber",
+    description="embedded Reber grammar strings (Hochreiter & Schmidhuber 1997), generated with data.split_seed",
+    generate=_generate_reber,
+))
+# Other engineers register their sources here or from their own module, e.g.
+#   register(Source(name="metro", description="HZMetro ridership", preparer=prepare_metro))
+#   register(Source(name="langid", description="language identification", preparer=prepare_langid))
+
+
+def get_source(name: str) -> Source | None:
+    return SOURCES.get(name)
+
+
+def is_url(location: str) -> bool:
+    return urllib.parse.urlsplit(location).scheme in ("http", "https", "file")
+
+
+def local_path(location: str) -> Path:
+    """A path from a plain path or a file:// URL."""
+    parts = urllib.parse.urlsplit(location)
+    if parts.scheme == "file":
+        return Path(urllib.request.url2pathname(parts.path))
+    return Path(location).expanduser()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_readable(path: Path, limit: int | None = None) -> int:
+    """The size of corpus file `path`, or a DataError saying why it cannot be used."""
+    limit = max_corpus_bytes() if limit is None else limit
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ({err.strerror})") from None
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, expected a plain-text corpus file")
+    if size > limit:
+        raise DataError(f"{path}: {size:,} bytes is more than the {limit:,} allowed "
+                        f"(set RNNKIT_MAX_CORPUS_BYTES to raise the limit, or pass a smaller file)")
+    if not os.access(path, os.R_OK):
+        raise DataError(f"{path}: cannot read (permission denied)")
+    return size
+
+
+def download(url: str, dest: Path, sha256: str | None = None, limit: int | None = None) -> Path:
+    """Fetch `url` into `dest` through a temporary file; verify `sha256`; rename into place atomically.
+
+    On any failure nothing is left at `dest` (a previous good copy is kept) and DownloadError says what to do.
+    """
+    limit = max_corpus_bytes() if limit is None else limit
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False)
+    tmp = Path(handle.name)
+    try:
+        digest, size = hashlib.sha256(), 0
+        with handle:
+            try:
+                with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+                    for chunk in iter(lambda: response.read(CHUNK), b""):
+                        size += len(chunk)
+                        if size > limit:
+                            raise DownloadError(f"{url}: more than {limit:,} bytes; refused (set "
+                                                f"RNNKIT_MAX_CORPUS_BYTES to raise the limit)")
+                        digest.update(chunk)
+                        handle.write(chunk)
+            except (urllib.error.URLError, OSError, ValueError) as err:
+                reason = getattr(err, "reason", None) or err
+                raise DownloadError(f"could not download {url} ({reason}); download it yourself and pass "
+                                    f"--from PATH") from None
+        got = digest.hexdigest()
+        if sha256 is not None and got != sha256:
+            raise DownloadError(f"{url}: checksum mismatch (expected sha256 {sha256}, got {got}); nothing was "
+                                f"cached. If the file changed upstream, download it yourself and pass --from PATH")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def fetch(source: Source | None, location: str | None, cache_dir: Path) -> tuple[Path, str, str]:
+    """The local file of a corpus: (path, sha256, where it came from).
+
+    `location` (a path, file:// or http(s) URL) wins over the source's own URL. A registered download is
+    cached under `cache_dir/<name>/` and verified against its pinned sha256 each time it is used.
+    """
+    if location is not None:
+        if urllib.parse.urlsplit(location).scheme in ("http", "https"):
+            name = Path(urllib.parse.urlsplit(location).path).name or "corpus.txt"
+            key = hashlib.sha256(location.encode()).hexdigest()[:12]
+            dest = cache_dir / "url" / f"{key}-{name}"
+            if not dest.exists():
+                download(location, dest)
+            return dest, sha256_file(dest), location
+        path = local_path(location)
+        check_readable(path)
+        return path, sha256_file(path), str(path)
+    if source is None or source.url is None:
+        raise UsageError("no corpus file: pass --from PATH_OR_URL")
+    dest = cache_dir / source.name / (source.filename or Path(urllib.parse.urlsplit(source.url).path).name)
+    if dest.exists():
+        got = sha256_file(dest)
+        if source.sha256 is None or got == source.sha256:
+            return dest, got, source.url
+    download(source.url, dest, source.sha256)
+    return dest, sha256_file(dest), source.url

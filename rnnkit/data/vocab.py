@@ -1,0 +1,125 @@
+"""Character vocabulary with reserved ids PAD = 0 and EOS = 1, saved as versioned JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rnnkit.errors import DataError, VocabularyError
+
+PAD = 0  # padding after a sequence's end; never a target the loss counts
+EOS = 1  # end of sentence; also the first input of every sentence (see rnnkit.data.datasets)
+SPECIALS = ("<pad>", "<eos>")
+FORMAT_VERSION = 1
+
+
+def describe_char(char: str) -> str:
+    """`'é' (U+00E9)`: how messages name a character, visible even when it is a control character."""
+    return f"{char!r} (U+{ord(char):04X})"
+
+
+class Vocab:
+    """Characters <-> ids. Ids 0 and 1 are PAD and EOS; characters follow from id 2 in the given order."""
+
+    def __init__(self, chars: Iterable[str]):
+        self.chars: list[str] = list(chars)
+        for char in self.chars:
+            if len(char) != 1:
+                raise DataError(f"vocabulary entries must be single characters, got {char!r}")
+        if len(set(self.chars)) != len(self.chars):
+            raise DataError("vocabulary has a character twice")
+        self._ids = {char: i + len(SPECIALS) for i, char in enumerate(self.chars)}
+        # Sorted code points -> ids: lets encode_array() map a whole corpus with one searchsorted.
+        order = sorted(self._ids, key=ord)
+        self._codes = np.array([ord(c) for c in order], dtype=np.uint32)
+        self._code_ids = np.array([self._ids[c] for c in order], dtype=np.int64)
+
+    @classmethod
+    def from_text(cls, text: str) -> Vocab:
+        """Every distinct character of `text`, in code-point order (so equal texts give equal ids)."""
+        return cls(sorted(set(text)))
+
+    def __len__(self) -> int:
+        return len(SPECIALS) + len(self.chars)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocab) and self.chars == other.chars
+
+    def __repr__(self) -> str:
+        return f"Vocab({len(self)} ids: {''.join(self.chars)[:40]!r})"
+
+    def contains(self, char: str) -> bool:
+        return char in self._ids
+
+    def _unknown(self, text: str, position: int) -> VocabularyError:
+        return VocabularyError(f"character {describe_char(text[position])} at position {position} "
+                               f"is not in the vocabulary ({len(self.chars)} characters)")
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of the characters of `text` (no EOS added); an unknown character raises VocabularyError."""
+        try:
+            return [self._ids[char] for char in text]
+        except KeyError:
+            position = next(i for i, char in enumerate(text) if char not in self._ids)
+            raise self._unknown(text, position) from None
+
+    def encode_array(self, text: str) -> np.ndarray:
+        """Same as `encode` as a (len(text),) int64 array, vectorised for whole corpora."""
+        if not text:
+            return np.zeros(0, dtype=np.int64)
+        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        where = np.searchsorted(self._codes, codes).clip(max=max(len(self._codes) - 1, 0))
+        known = self._codes[where] == codes if len(self._codes) else np.zeros(len(codes), dtype=bool)
+        if not known.all():
+            raise self._unknown(text, int(np.argmin(known)))
+        return self._code_ids[where]
+
+    def decode(self, ids: Sequence[int] | torch.Tensor, stop_at_eos: bool = True) -> str:
+        """Text of `ids` (list or 1-D tensor): PAD is skipped; EOS ends the text (or is skipped)."""
+        if isinstance(ids, torch.Tensor):
+            ids = ids.tolist()
+        out = []
+        for i in ids:
+            if i == EOS and stop_at_eos:
+                break
+            if i < len(SPECIALS):
+                continue
+            if not len(SPECIALS) <= i < len(self):
+                raise VocabularyError(f"id {i} is outside the vocabulary (0..{len(self) - 1})")
+            out.append(self.chars[i - len(SPECIALS)])
+        return "".join(out)
+
+    def to_dict(self) -> dict:
+        return {"format_version": FORMAT_VERSION, "pad": PAD, "eos": EOS, "specials": list(SPECIALS),
+                "chars": self.chars}
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "vocabulary") -> Vocab:
+        if not isinstance(data, dict) or not isinstance(data.get("chars"), list):
+            raise DataError(f"{where}: not an rnnkit vocabulary (no 'chars' list)")
+        version = data.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise DataError(f"{where}: vocabulary format {version!r} is newer than this rnnkit understands "
+                            f"({FORMAT_VERSION}); upgrade rnnkit")
+        if data.get("pad", PAD) != PAD or data.get("eos", EOS) != EOS:
+            raise DataError(f"{where}: reserved ids differ from PAD={PAD}, EOS={EOS}")
+        return cls(data["chars"])
+
+    def save(self, path: str | Path) -> None:
+        """Write the vocabulary as JSON (UTF-8, characters readable, not escaped)."""
+        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Vocab:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError(f"{path}: no such vocabulary file") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise DataError(f"{path}: cannot read the vocabulary ({err})") from None
+        return cls.from_dict(data, str(path))
