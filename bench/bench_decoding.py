@@ -1,0 +1,111 @@
+"""Decoding speed: characters per second of greedy, sampling, beam 5 and beam 5 + nucleus on a 2-layer LSTM."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from rnnkit.decoding import DecodeOptions, decode
+
+VOCAB, EMBED, HIDDEN, LAYERS = 100, 64, 512, 2
+EOS = 0
+
+METHODS = {
+    "greedy": dict(greedy=True),
+    "sample": dict(),
+    "beam 5": dict(beam=5),
+    "beam 5 + nucleus 0.95": dict(beam=5, top_p=0.95),
+}
+
+
+class TorchLSTM(nn.Module):
+    """Embedding -> cuDNN/oneDNN nn.LSTM -> linear, with the step() the decoders expect."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(VOCAB, EMBED)
+        self.rnn = nn.LSTM(EMBED, HIDDEN, LAYERS)
+        self.head = nn.Linear(HIDDEN, VOCAB)
+
+    def step(self, tokens, state=None):
+        """tokens (B,) -> (log_probs (B, V), (h, c) each (L, B, H))."""
+        out, state = self.rnn(self.embedding(tokens).unsqueeze(0), state)  # (1, B, H)
+        return self.head(out[0]).log_softmax(-1), state
+
+
+def charlm():
+    """rnnkit's own CharLM when it exists and imports, else None."""
+    try:
+        from rnnkit.models import CharLM
+
+        return CharLM(VOCAB, cell="lstm", hidden_size=HIDDEN, num_layers=LAYERS, embedding_dim=EMBED)
+    except Exception as err:  # a model being written concurrently may not import yet
+        print(f"(skipping rnnkit CharLM: {type(err).__name__}: {err})")
+        return None
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+@torch.no_grad()
+def time_method(model, device, kwargs, length, repeats) -> float:
+    """Median seconds to generate one sequence of exactly `length` characters (EOS never stops it)."""
+    options = DecodeOptions(max_len=length, stop_at_eos=False, **kwargs)
+    times = []
+    for r in range(repeats + 1):  # the first run warms up allocators and kernels
+        generator = torch.Generator(device=device).manual_seed(r)
+        sync(device)
+        start = time.perf_counter()
+        hyps = decode(model.step, EOS, None, EOS, options, generator, device=device)
+        sync(device)
+        assert len(hyps[0].tokens) == length
+        if r:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench(name, model, device, length, repeats, mkldnn=True):
+    model = model.to(device).eval()
+    # oneDNN's fused RNN kernel is slow and erratic at batch 1-5 on small CPUs, so CPU also runs without it.
+    saved, torch.backends.mkldnn.enabled = torch.backends.mkldnn.enabled, mkldnn
+    try:
+        seconds = {method: time_method(model, device, kwargs, length, repeats) for method, kwargs in METHODS.items()}
+    finally:
+        torch.backends.mkldnn.enabled = saved
+    print(f"\n{name} on {device} ({length} characters, median of {repeats})")
+    print(f"{'method':<24}{'chars/s':>10}{'x greedy':>10}")
+    for method, s in seconds.items():
+        print(f"{method:<24}{length / s:>10.0f}{s / seconds['greedy']:>10.2f}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--length", type=int, default=200, help="characters to generate")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per method")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; vocab {VOCAB}, embedding {EMBED}, "
+          f"hidden {HIDDEN}, {LAYERS} layers, random weights, fixed-length mode")
+    models = {"torch.nn.LSTM": TorchLSTM()}
+    own = charlm()
+    if own is not None:
+        models["rnnkit CharLM (lstm)"] = own
+    for device in devices:
+        for name, model in models.items():
+            bench(name, model, device, args.length, args.repeats)
+            if device.type == "cpu" and isinstance(model, TorchLSTM):
+                bench(f"{name}, oneDNN off", model, device, args.length, args.repeats, mkldnn=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,473 @@
+"""Batched decoding for recurrent language models: greedy, sampling (temperature, top-k, nucleus), beam, beam sample."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from rnnkit.errors import UsageError
+
+__all__ = [
+    "DecodeOptions", "Hypothesis", "decode", "greedy_decode", "sample_decode", "beam_search", "beam_sample",
+    "expand_state", "select_state", "apply_temperature", "top_k_filter", "top_p_filter",
+    "block_repeated_ngrams", "apply_repetition_penalty",
+]
+
+# A recurrent state: None (zeros), one tensor, or a tuple such as an LSTM's (h, c); batch on dim 1.
+State = Tensor | tuple[Tensor, ...] | None
+# tokens (N,) long, state -> (log_probs (N, V), state)
+StepFn = Callable[[Tensor, State], tuple[Tensor, State]]
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class DecodeOptions:
+    """How to decode; field names follow the decoder, messages follow the `rnnkit generate` options."""
+
+    greedy: bool = False  # always take the most probable token
+    temperature: float = 1.0  # divide log-probs by this before sampling
+    top_k: int | None = None  # sample among the k most probable tokens
+    top_p: float | None = None  # nucleus: sample from the smallest set holding this much probability
+    beam: int = 1  # beam width (1 = no beam search)
+    length_penalty: float = 1.0  # finished beams score sum log-prob / length ** this
+    no_repeat_ngram: int = 0  # forbid repeating any generated n-gram of this size (0 = off)
+    num: int = 1  # sequences to return
+    max_len: int = 200  # most tokens to generate, EOS included
+    min_len: int = 0  # EOS is forbidden until this many tokens have been generated
+    stop_at_eos: bool = True  # False: EOS is never emitted and exactly max_len tokens come out
+    repetition_penalty: float = 1.0  # multiply the log-probs of already generated tokens by this
+
+    @property
+    def samples(self) -> bool:
+        """True when a sampling processor (temperature, top-k, nucleus) is asked for."""
+        return self.temperature != 1.0 or self.top_k is not None or self.top_p is not None
+
+    def validate(self) -> None:
+        """Raise one UsageError naming every impossible value or combination (one line, `; `-separated)."""
+        problems = []
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            problems.append(f"--temperature must be a positive number, got {self.temperature} "
+                            "(use --greedy for argmax decoding)")
+        if self.top_k is not None and self.top_k < 1:
+            problems.append(f"--top-k must be at least 1, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            problems.append(f"--nucleus must be in (0, 1], got {self.top_p}")
+        if self.beam < 1:
+            problems.append(f"--beam must be at least 1, got {self.beam}")
+        if self.num < 1:
+            problems.append(f"--num must be at least 1, got {self.num}")
+        if self.max_len < 0:
+            problems.append(f"--max-len must be at least 0, got {self.max_len}")
+        if self.min_len < 0:
+            problems.append(f"--min-len must be at least 0, got {self.min_len}")
+        elif self.max_len >= 0 and self.min_len > self.max_len:
+            problems.append(f"--min-len ({self.min_len}) cannot exceed --max-len ({self.max_len})")
+        if self.no_repeat_ngram < 0:
+            problems.append(f"--no-repeat-ngram must be at least 0 (0 = off), got {self.no_repeat_ngram}")
+        if not (self.repetition_penalty > 0 and math.isfinite(self.repetition_penalty)):
+            problems.append(f"--repetition-penalty must be a positive number, got {self.repetition_penalty}")
+        if not math.isfinite(self.length_penalty):
+            problems.append(f"--length-penalty must be a finite number, got {self.length_penalty}")
+        elif self.length_penalty != 1.0 and self.beam == 1:
+            problems.append("--length-penalty only applies to beam search: add --beam K with K > 1")
+        if self.greedy:
+            if self.beam > 1:
+                problems.append("--greedy cannot be combined with --beam > 1 (beam search with K=1 is greedy)")
+            sampling = [name for name, used in (("--temperature", self.temperature != 1.0),
+                                                ("--top-k", self.top_k is not None),
+                                                ("--nucleus", self.top_p is not None)) if used]
+            if sampling:
+                problems.append(f"--greedy cannot be combined with {', '.join(sampling)} (sampling options)")
+            if self.num > 1:
+                problems.append(f"--num {self.num} with --greedy would return one sequence {self.num} times; "
+                                "use sampling or --beam")
+        if self.beam > 1 and self.num > self.beam:
+            problems.append(f"--num ({self.num}) cannot exceed --beam ({self.beam}) in beam search")
+        if problems:
+            raise UsageError("; ".join(problems))
+
+
+@dataclass
+class Hypothesis:
+    """One decoded sequence."""
+
+    tokens: list[int] = field(default_factory=list)  # generated tokens, EOS excluded
+    log_prob: float = 0.0  # the model's own (unprocessed) log-probability of tokens (+ EOS when finished)
+    score: float = 0.0  # what ranked it: log_prob for greedy/sampling, processed sum / length**penalty for beam
+    finished: bool = False  # ended with EOS
+
+
+# --- state helpers --------------------------------------------------------------------------------------
+
+def expand_state(state: State, n: int) -> State:
+    """Repeat each batch row n times: tensors (L, B, H) -> (L, B*n, H); row b becomes rows b*n .. b*n+n-1."""
+    if state is None or n == 1:
+        return state
+    if isinstance(state, Tensor):
+        return state.repeat_interleave(n, dim=1)
+    return tuple(s.repeat_interleave(n, dim=1) for s in state)
+
+
+def select_state(state: State, idx: Tensor) -> State:
+    """Rows `idx` (M,) long of each state tensor (L, B, H) -> (L, M, H): one index_select per tensor."""
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return state.index_select(1, idx)
+    return tuple(s.index_select(1, idx) for s in state)
+
+
+def _state_device(state: State) -> torch.device | None:
+    if state is None:
+        return None
+    return state.device if isinstance(state, Tensor) else state[0].device
+
+
+# --- processors: (N, V) log-probs in, (N, V) scores out; forbidden tokens get -inf -------------------------
+
+def apply_temperature(log_probs: Tensor, temperature: float) -> Tensor:
+    """(N, V) -> (N, V) divided by `temperature` (not renormalised: softmax does that when sampling)."""
+    return log_probs if temperature == 1.0 else log_probs / temperature
+
+
+def top_k_filter(log_probs: Tensor, k: int) -> Tensor:
+    """(N, V) -> (N, V) keeping exactly the k highest entries per row (ties broken by torch.topk), -inf elsewhere."""
+    if k >= log_probs.shape[-1]:
+        return log_probs
+    values, idx = log_probs.topk(k, dim=-1)  # (N, k)
+    return torch.full_like(log_probs, NEG_INF).scatter(-1, idx, values)
+
+
+def top_p_filter(log_probs: Tensor, p: float) -> Tensor:
+    """Nucleus filter (N, V) -> (N, V): keep the smallest set of most probable tokens whose probability
+    (softmax of the row) sums to >= p; the top token is always kept; the others get -inf.
+
+    A token is kept when the mass of the tokens strictly more probable than it is still < p.
+    """
+    if p >= 1.0:
+        return log_probs
+    sorted_scores, order = log_probs.sort(dim=-1, descending=True)  # (N, V)
+    cum = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
+    # Mass before each token, computed as a shifted cumsum rather than cum - prob to avoid rounding drift.
+    before = torch.nn.functional.pad(cum[..., :-1], (1, 0))
+    remove_sorted = before >= p
+    remove_sorted[..., 0] = False
+    remove = torch.zeros_like(remove_sorted).scatter(-1, order, remove_sorted)  # back to vocabulary order
+    return log_probs.masked_fill(remove, NEG_INF)
+
+
+def block_repeated_ngrams(log_probs: Tensor, history: Tensor, n: int) -> Tensor:
+    """Forbid (-inf) every token that would repeat an n-gram already in `history`.
+
+    log_probs (N, V); history (N, T) long, the tokens generated so far by each row. n = 1 forbids every
+    token already generated.
+    """
+    num_rows, t = history.shape
+    if n < 1 or t < n:
+        return log_probs
+    windows = history.unfold(1, n, 1)  # (N, T-n+1, n): every n-gram so far
+    if n == 1:
+        match = torch.ones(windows.shape[:2], dtype=torch.bool, device=history.device)
+    else:
+        # An n-gram whose first n-1 tokens equal the last n-1 generated ones bans its last token.
+        match = (windows[..., :-1] == history[:, t - n + 1:].unsqueeze(1)).all(-1)  # (N, T-n+1)
+    # scatter_add (not scatter) so that a False never overwrites a True for a repeated next token.
+    hits = torch.zeros_like(log_probs).scatter_add_(1, windows[..., -1], match.to(log_probs.dtype))
+    return log_probs.masked_fill(hits > 0, NEG_INF)
+
+
+def apply_repetition_penalty(log_probs: Tensor, seen: Tensor, penalty: float) -> Tensor:
+    """(N, V) log-probs, seen (N, V) bool -> (N, V) with the entries of seen tokens multiplied by `penalty`.
+
+    Hugging Face multiplies negative scores by the penalty; log-probs are all <= 0, so this is that rule
+    applied to log-probs (penalty > 1 discourages repeats, < 1 encourages them; a certain token stays certain).
+    """
+    return log_probs if penalty == 1.0 else torch.where(seen, log_probs * penalty, log_probs)
+
+
+# --- shared per-step machinery ----------------------------------------------------------------------------
+
+class _Constraints:
+    """The processors that forbid or discourage tokens (HF's logits processors), with the per-row memory
+    they need: generated tokens (N, max_len) for n-gram blocking and a seen mask (N, V) for the repetition
+    penalty. Only what the options use is kept, so plain decoding pays nothing for them.
+
+    The decoder only sees the last prompt token, so both look at generated tokens only.
+    """
+
+    def __init__(self, options: DecodeOptions, eos_id: int, rows: int, device: torch.device):
+        self.options = options
+        self.eos = torch.tensor([eos_id], device=device)
+        self.history = (torch.zeros((rows, options.max_len), dtype=torch.long, device=device)
+                        if options.no_repeat_ngram else None)
+        self.seen: Tensor | None = None  # allocated at the first step, once V is known
+
+    def __call__(self, log_probs: Tensor, t: int) -> Tensor:
+        """log_probs (N, V) of step t (0-based: t tokens generated so far) -> constrained scores (N, V)."""
+        opt = self.options
+        scores = log_probs
+        if opt.repetition_penalty != 1.0:
+            if self.seen is None:
+                self.seen = torch.zeros(log_probs.shape, dtype=torch.bool, device=log_probs.device)
+            scores = apply_repetition_penalty(scores, self.seen, opt.repetition_penalty)
+        if self.history is not None:
+            scores = block_repeated_ngrams(scores, self.history[:, :t], opt.no_repeat_ngram)
+        if not opt.stop_at_eos or t < opt.min_len:
+            scores = scores.index_fill(1, self.eos, NEG_INF)
+        return scores
+
+    def record(self, tokens: Tensor, t: int, parents: Tensor | None = None) -> None:
+        """Remember tokens (N,) chosen at step t; `parents` (N,) reorders the rows first (beam search)."""
+        if self.history is not None:
+            if parents is not None:
+                self.history = self.history.index_select(0, parents)
+            self.history[:, t] = tokens
+        if self.seen is not None:
+            if parents is not None:
+                self.seen = self.seen.index_select(0, parents)
+            self.seen.scatter_(1, tokens.unsqueeze(1), True)
+
+
+def _warp(scores: Tensor, options: DecodeOptions) -> Tensor:
+    """HF's sampling warpers in HF's order: temperature, then top-k, then top-p. (N, V) -> (N, V)."""
+    scores = apply_temperature(scores, options.temperature)
+    if options.top_k is not None:
+        scores = top_k_filter(scores, options.top_k)
+    if options.top_p is not None:
+        scores = top_p_filter(scores, options.top_p)
+    return scores
+
+
+def _resolve_device(state: State, generator: torch.Generator | None, device) -> torch.device:
+    """Where the decoder's tensors live: `device`, else the state's, else the generator's, else CPU."""
+    if device is not None:
+        return torch.device(device)
+    return _state_device(state) or (generator.device if generator is not None else torch.device("cpu"))
+
+
+def _empty(options: DecodeOptions) -> list[Hypothesis]:
+    return [Hypothesis() for _ in range(options.num)]
+
+
+# --- greedy and ancestral sampling --------------------------------------------------------------------------
+
+def _token_loop(step: StepFn, first_token: int, state: State, eos_id: int, options: DecodeOptions, rows: int,
+                pick: Callable[[Tensor], Tensor], device: torch.device) -> list[Hypothesis]:
+    """Advance `rows` independent sequences together, one step call per position; `pick` maps the
+    constrained scores (N, V) to the next tokens (N,)."""
+    tokens = torch.full((rows,), first_token, dtype=torch.long, device=device)
+    state = expand_state(state, rows)
+    constraints = _Constraints(options, eos_id, rows, device)
+    out = torch.zeros((rows, options.max_len), dtype=torch.long, device=device)  # (N, T) generated tokens
+    log_prob = torch.zeros(rows, dtype=torch.float64, device=device)
+    length = torch.zeros(rows, dtype=torch.long, device=device)
+    finished = torch.zeros(rows, dtype=torch.bool, device=device)
+    done = torch.zeros(rows, dtype=torch.bool, device=device)
+    # With EOS forbidden and nothing that can block every token, no row can stop early: skip the sync.
+    can_stop = options.stop_at_eos or options.no_repeat_ngram > 0
+    for t in range(options.max_len):
+        log_probs, state = step(tokens, state)  # (N, V)
+        scores = constraints(log_probs, t)
+        active = ~done
+        if options.no_repeat_ngram:
+            # A row whose every token is blocked stops here, unfinished; give it dummy scores to pick from.
+            blocked = torch.isneginf(scores).all(-1)  # (N,)
+            scores = scores.masked_fill(blocked.unsqueeze(1), 0.0)
+            active &= ~blocked
+            done |= blocked
+        tokens = pick(scores)  # (N,)
+        is_eos = tokens == eos_id
+        token_lp = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1).to(torch.float64)
+        log_prob += torch.where(active, token_lp, torch.zeros_like(token_lp))
+        finished |= active & is_eos
+        length += active & ~is_eos
+        done |= is_eos
+        out[:, t] = tokens
+        constraints.record(tokens, t)
+        if can_stop and bool(done.all()):  # the one host sync per step
+            break
+    out_l, length_l, finished_l, lp_l = out.tolist(), length.tolist(), finished.tolist(), log_prob.tolist()
+    return [Hypothesis(tokens=out_l[i][:length_l[i]], log_prob=lp_l[i], score=lp_l[i], finished=finished_l[i])
+            for i in range(rows)]
+
+
+@torch.no_grad()
+def greedy_decode(step: StepFn, first_token: int, state: State, eos_id: int, options: DecodeOptions,
+                  generator: torch.Generator | None = None, *, device=None) -> list[Hypothesis]:
+    """Take the most probable token (after repetition penalty, n-gram blocking, EOS rules) at every step.
+
+    step: tokens (N,) -> log_probs (N, V); state: batch 1 (or None). Returns one Hypothesis whose score is
+    its log_prob. `generator` is unused (uniform signature).
+    """
+    if options.max_len == 0:
+        return _empty(options)[:1]
+    device = _resolve_device(state, generator, device)
+    return _token_loop(step, first_token, state, eos_id, options, 1, lambda s: s.argmax(-1), device)
+
+
+@torch.no_grad()
+def sample_decode(step: StepFn, first_token: int, state: State, eos_id: int, options: DecodeOptions,
+                  generator: torch.Generator | None = None, *, device=None) -> list[Hypothesis]:
+    """Draw `options.num` independent samples, all advancing in one step call (batch N = num) per position.
+
+    Per step: repetition penalty, n-gram blocking, EOS rules, then temperature, top-k and top-p, then one
+    multinomial draw per row from the softmax of what is left. Returns num Hypotheses in draw order, each
+    scored by its (unprocessed) log_prob.
+    """
+    if options.max_len == 0:
+        return _empty(options)
+    device = _resolve_device(state, generator, device)
+
+    def pick(scores: Tensor) -> Tensor:
+        probs = _warp(scores, options).softmax(-1)  # (N, V)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+    return _token_loop(step, first_token, state, eos_id, options, options.num, pick, device)
+
+
+# --- beam search and beam sample -----------------------------------------------------------------------------
+
+def _final_length_bound(score: float, t: int, options: DecodeOptions) -> float:
+    """Best normalised score a live beam of running score `score` (<= 0), t+1 tokens long, can still reach:
+    later tokens only lower the sum, so the best is at the longest length when length_penalty > 0, else at
+    the shortest (t+2). This is HF's early_stopping="never" bound, exact rather than heuristic."""
+    length = options.max_len if options.length_penalty > 0 else t + 2
+    return score / length ** options.length_penalty
+
+
+def _beam_loop(step: StepFn, first_token: int, state: State, eos_id: int, options: DecodeOptions,
+               generator: torch.Generator | None, device: torch.device, sample: bool) -> list[Hypothesis]:
+    k, max_len, penalty = options.beam, options.max_len, options.length_penalty
+    tokens = torch.full((k,), first_token, dtype=torch.long, device=device)
+    state = expand_state(state, k)
+    constraints = _Constraints(options, eos_id, k, device)
+    # The K copies start identical; only beam 0 is live or the first step would fill the beam with duplicates.
+    scores = torch.full((k,), NEG_INF, device=device)
+    scores[0] = 0.0  # (K,) running processed score
+    raw = torch.zeros(k, dtype=torch.float64, device=device)  # (K,) the model's own log-prob of each beam
+    parents, chosen = [], []  # per step, on the host: each live beam's parent beam and last token
+    pool: list[tuple[float, float, int, int, int, bool]] = []  # (score, log_prob, t, parent, token, finished)
+    for t in range(max_len):
+        log_probs, state = step(tokens, state)  # (K, V)
+        vocab = log_probs.shape[1]
+        step_scores = constraints(log_probs, t)
+        if sample:
+            step_scores = _warp(step_scores, options)
+        total = (scores.unsqueeze(1) + step_scores).view(-1)  # (K*V,) running score of every continuation
+        n_cand = min(2 * k, total.numel())  # 2K: even if K of them end in EOS, K live ones remain
+        if sample:
+            # Gumbel-top-k: the n_cand largest of score + Gumbel noise are n_cand draws without replacement
+            # from softmax(total), in draw order (what torch.multinomial(replacement=False) returns).
+            noise = torch.empty_like(total).exponential_(generator=generator).clamp_min_(1e-30).log_()
+            cand = (total - noise).topk(n_cand).indices
+        else:
+            cand = total.topk(n_cand).indices  # best first
+        cand_scores = total[cand]  # (2K,)
+        cand_raw = (raw.unsqueeze(1) + log_probs).view(-1)[cand]
+        parent, token = cand // vocab, cand % vocab
+        # Live beams: the K best non-EOS candidates by running score (for beam sample, among the drawn ones).
+        live_scores, live = cand_scores.masked_fill(token == eos_id, NEG_INF).topk(k)
+        live_parent, live_token = parent[live], token[live]
+        head = slice(0, min(k, n_cand))  # ended hypotheses only come from the first K candidates, as in HF
+        host = torch.cat([cand_scores[head].double(), cand_raw[head], parent[head].double(), token[head].double(),
+                          live_parent.double(), live_token.double(), live_scores[:1].double()]).tolist()
+        m = head.stop
+        c_score, c_raw, c_parent, c_token = (host[i * m:(i + 1) * m] for i in range(4))
+        parents.append([int(x) for x in host[4 * m:4 * m + k]])
+        chosen.append([int(x) for x in host[4 * m + k:4 * m + 2 * k]])
+        best_live = host[-1]
+        last = t == max_len - 1
+        for r in range(m):
+            ended = int(c_token[r]) == eos_id
+            if (ended or last) and c_score[r] > NEG_INF:
+                # length = tokens scored, EOS included: HF's (cur_len + 1 - prompt_len).
+                entry = (c_score[r] / (t + 1) ** penalty, c_raw[r], t, int(c_parent[r]), int(c_token[r]), ended)
+                if len(pool) < k:
+                    pool.append(entry)
+                else:
+                    worst = min(range(k), key=lambda i: pool[i][0])
+                    if entry[0] > pool[worst][0]:
+                        pool[worst] = entry
+        if last or best_live == NEG_INF:
+            break
+        if len(pool) == k and _final_length_bound(best_live, t, options) <= min(e[0] for e in pool):
+            break
+        scores, raw, tokens = live_scores, cand_raw[live], live_token
+        state = select_state(state, live_parent)  # the one reorder per step
+        constraints.record(live_token, t, live_parent)
+    pool.sort(key=lambda e: e[0], reverse=True)
+    return [Hypothesis(tokens=_backtrack(parents, chosen, t, p) + ([] if ended else [tok]), log_prob=lp,
+                       score=score, finished=ended)
+            for score, lp, t, p, tok, ended in pool[:options.num]]
+
+
+def _backtrack(parents: list[list[int]], chosen: list[list[int]], t: int, beam: int) -> list[int]:
+    """Tokens of live beam `beam` after step t-1, following the back-pointers."""
+    out = []
+    for s in range(t - 1, -1, -1):
+        out.append(chosen[s][beam])
+        beam = parents[s][beam]
+    return out[::-1]
+
+
+@torch.no_grad()
+def beam_search(step: StepFn, first_token: int, state: State, eos_id: int, options: DecodeOptions,
+                generator: torch.Generator | None = None, *, device=None) -> list[Hypothesis]:
+    """Beam search of width K = options.beam, as Hugging Face's `num_beams` (no sampling).
+
+    The K beams advance in one step call (N = K) per position and are reordered with one select_state.
+    Per step: constrained log-probs (repetition penalty, n-gram blocking, EOS rules) plus the running beam
+    scores give K*V continuations; of the 2K best, those ending in EOS and ranked in the first K become
+    ended hypotheses, and the K best not ending in EOS are the next beams. At max_len the first K
+    candidates all end (unfinished unless EOS). Ended hypotheses are scored sum / length**length_penalty,
+    length counting EOS; the K best are kept, and the search stops once no live beam can beat the worst of
+    them (exact bound, HF's early_stopping="never"). Returns the `num` best, best first (fewer only when the
+    constraints leave fewer sequences). log_prob is the model's own score of each returned text.
+    """
+    if options.max_len == 0:
+        return _empty(options)
+    return _beam_loop(step, first_token, state, eos_id, options, generator,
+                      _resolve_device(state, generator, device), sample=False)
+
+
+@torch.no_grad()
+def beam_sample(step: StepFn, first_token: int, state: State, eos_id: int, options: DecodeOptions,
+                generator: torch.Generator | None = None, *, device=None) -> list[Hypothesis]:
+    """Beam search with sampling (HF `num_beams > 1, do_sample=True`), the course's beam search + nucleus.
+
+    Exactly as beam_search, except for how the 2K candidates are found each step: each beam's constrained
+    log-probs go through temperature (divided, not renormalised), top-k and top-p (the nucleus of each
+    beam's own distribution; the rest get -inf), the running beam scores are added, and 2K candidates are
+    drawn without replacement from the softmax over the flattened K x V scores (so only in-nucleus
+    continuations can be drawn). Ended hypotheses come from EOS candidates among the first K *drawn*; the
+    next beams are the K best drawn non-EOS candidates by running score. Running scores, and hence `score`,
+    are sums of the processed values (e.g. log-probs / temperature); `log_prob` stays the model's own.
+    With a tiny temperature this becomes beam_search; with a tiny nucleus it becomes greedy decoding.
+    """
+    if options.max_len == 0:
+        return _empty(options)
+    return _beam_loop(step, first_token, state, eos_id, options, generator,
+                      _resolve_device(state, generator, device), sample=True)
+
+
+def decode(step: StepFn, first_token: int, state: State, eos_id: int, options: DecodeOptions,
+           generator: torch.Generator | None = None, *, device=None) -> list[Hypothesis]:
+    """Validate `options` and decode with the method they ask for.
+
+    step(tokens (N,) long, state) -> (log_probs (N, V), state), state tensors with the batch on dim 1.
+    first_token: the last prompt token (EOS when the prompt is empty); state: after the rest of the prompt,
+    batch 1, or None for zeros. beam > 1: beam_sample if temperature/top-k/nucleus is set, else beam_search;
+    beam = 1: greedy_decode if greedy, else sample_decode. All randomness comes from `generator`.
+    Tensors are made on `device`, else the state's device, else the generator's, else CPU.
+    """
+    options.validate()
+    if options.beam > 1:
+        method = beam_sample if options.samples else beam_search
+    else:
+        method = greedy_decode if options.greedy else sample_decode
+    return method(step, first_token, state, eos_id, options, generator, device=device)
