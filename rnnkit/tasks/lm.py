@@ -1,0 +1,132 @@
+"""Character language modelling (`task: lm`): maximum likelihood with teacher forcing on padded sentences."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.errors import CheckpointError, DataError
+
+VOCAB_FILE = "vocab.json"
+
+
+class LanguageModelTask:
+    """Next-character prediction: inputs = EOS + sentence, targets = sentence + EOS, padding masked out."""
+
+    name = "lm"
+
+    def __init__(self, cfg, data_root: str | Path | None = None):
+        self.cfg, self.data_root = cfg, data_root
+        self.corpus = None
+        self.vocab = None
+
+    # --- data and artifacts -------------------------------------------------------------------
+
+    def setup(self) -> LanguageModelTask:
+        """Prepare the corpus (cached by its settings) and load it."""
+        from rnnkit.data import load_prepared, prepare_corpus
+
+        folder = prepare_corpus(self.cfg.data, root=self.data_root)
+        self.corpus = load_prepared(folder)
+        self.vocab = self.corpus.vocab
+        return self
+
+    @classmethod
+    def from_run(cls, cfg, run_dir: str | Path) -> LanguageModelTask:
+        """The task with the run's saved vocabulary and no data (inference)."""
+        task = cls(cfg)
+        task.vocab = cls._load_vocab(Path(run_dir))
+        return task
+
+    @staticmethod
+    def _load_vocab(run_dir: Path):
+        from rnnkit.data import Vocab
+
+        try:
+            return Vocab.load(run_dir / VOCAB_FILE)
+        except DataError as err:
+            raise CheckpointError(f"{err} (the run folder is incomplete or damaged)") from None
+
+    def save_artifacts(self, run_dir: Path) -> None:
+        import json
+
+        from rnnkit.checkpoint import atomic_write_text
+
+        atomic_write_text(run_dir / VOCAB_FILE, json.dumps(self.vocab.to_dict(), ensure_ascii=False, indent=1) + "\n")
+
+    def check_artifacts(self, run_dir: Path) -> None:
+        saved = self._load_vocab(run_dir)
+        if saved != self.vocab:
+            raise CheckpointError(f"{run_dir}: the prepared corpus has another vocabulary ({len(self.vocab)} ids) "
+                                  f"than the run's vocab.json ({len(saved)} ids); resume with the same data")
+
+    def num_sequences(self, split: str) -> int:
+        from rnnkit.data import lm_batches
+
+        return len(lm_batches(self.corpus, split, self.cfg.data, 1, 0, False).dataset)
+
+    def batches(self, split: str, batch_size: int, seed: int, shuffle: bool, num_replicas: int = 1, rank: int = 0):
+        """Batches (inputs (T, B), targets (T, B), lengths (B,)); the order is a function of (seed, epoch)."""
+        from rnnkit.data import lm_batches
+
+        return lm_batches(self.corpus, split, self.cfg.data, batch_size, seed, shuffle,
+                          num_replicas=num_replicas, rank=rank)
+
+    # --- model, loss, metrics -----------------------------------------------------------------
+
+    def build_model(self) -> nn.Module:
+        from rnnkit.models import CharLM
+
+        return CharLM.from_config(self.cfg.model, len(self.vocab))
+
+    def loss(self, model: nn.Module, batch, device: torch.device) -> tuple[Tensor, Tensor, int]:
+        """(summed nats over real characters, their count, characters read) of one batch, teacher forced."""
+        from rnnkit.models import masked_cross_entropy
+
+        inputs, targets, lengths = (t.to(device, non_blocking=True) for t in batch)
+        logits, _ = model(inputs, lengths=lengths)  # (T, B, V)
+        # float(): under autocast the logits may be half precision; the loss is summed in fp32.
+        loss_sum = masked_cross_entropy(logits.float(), targets, lengths, reduction="sum")
+        count = lengths.sum()
+        return loss_sum, count, int(count)
+
+    @torch.no_grad()
+    def eval_sums(self, model: nn.Module, batch, device: torch.device) -> dict[str, float]:
+        """Summed loss and counts of one batch (plus penultimate-symbol hits on Reber strings)."""
+        from rnnkit.models import masked_cross_entropy
+
+        inputs, targets, lengths = (t.to(device) for t in batch)
+        logits, _ = model(inputs, lengths=lengths)
+        sums = {"loss_sum": float(masked_cross_entropy(logits.float(), targets, lengths, reduction="sum")),
+                "count": float(lengths.sum())}
+        if self.cfg.data.source == "reber" and self.cfg.data.mode == "sentences":
+            from rnnkit.data import penultimate_hits
+
+            correct, total = penultimate_hits(logits, targets, lengths)
+            sums.update(penultimate_correct=float(correct), penultimate_total=float(total))
+        return sums
+
+    def metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        """loss (nats/char), bpc, perplexity (and penultimate_acc on Reber) from summed counts."""
+        from rnnkit.evaluation import bits_per_char, perplexity
+
+        loss = sums["loss_sum"] / max(sums["count"], 1.0)
+        out = {"loss": loss, "bpc": bits_per_char(loss), "perplexity": perplexity(loss)}
+        if sums.get("penultimate_total"):
+            out["penultimate_acc"] = sums["penultimate_correct"] / sums["penultimate_total"]
+        return out
+
+    def samples(self, model: nn.Module, device: torch.device, n: int = 3, seed: int = 0,
+                temperature: float = 0.8, max_len: int = 200) -> list[str]:
+        """A few sentences sampled from scratch (a private generator: the training RNG is not touched)."""
+        from rnnkit.decoding import DecodeOptions
+        from rnnkit.generation import generate
+
+        was_training = model.training
+        options = DecodeOptions(temperature=temperature, num=n, max_len=max_len)
+        try:
+            return [s.text for s in generate(model, self.vocab, [], options, seed, device)]
+        finally:
+            model.train(was_training)

@@ -1,0 +1,112 @@
+"""What a run shows: a rich progress bar on stderr, TensorBoard scalars/histograms/text, the final table."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from torch import nn
+
+# stderr keeps stdout free for machine-readable output; a fresh Console follows sys.stderr redirections.
+console = Console(stderr=True, highlight=False)
+
+
+class ProgressBar:
+    """Step, loss, characters per second and ETA; does nothing when disabled (quiet, or not rank 0)."""
+
+    def __init__(self, total: int, start: int, enabled: bool, title: str):
+        self.progress = None
+        if not enabled:
+            return
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[cps]} char/s"),
+            TimeRemainingColumn(), console=console, transient=False,
+        )
+        self.task = self.progress.add_task(title, total=total, completed=start, loss="-", cps="-")
+        self.progress.start()
+
+    def update(self, step: int, loss: float, chars_per_sec: float) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step, loss=f"{loss:.4f}", cps=f"{chars_per_sec:,.0f}")
+
+    def print(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(message)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+class TensorBoard:
+    """Scalars, histograms of gradients and gate activations, and text samples in `<run>/tb/`."""
+
+    def __init__(self, folder: Path | None, purge_step: int | None = None):
+        self.writer = None
+        if folder is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step drops events a crashed session wrote after the checkpoint we resume from.
+            self.writer = SummaryWriter(str(folder), purge_step=purge_step)
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        if self.writer is not None:
+            for name, value in values.items():
+                self.writer.add_scalar(name, value, step)
+
+    def gradients(self, model: nn.Module, step: int) -> None:
+        """Histogram of every parameter's gradient (called before clipping)."""
+        if self.writer is None:
+            return
+        for name, param in model.named_parameters():
+            if param.grad is not None:
+                self.writer.add_histogram(f"grad/{name}", param.grad.detach().float().cpu(), step)
+
+    def gates(self, gates: dict[str, torch.Tensor], mask: torch.Tensor | None, step: int) -> None:
+        """Histogram of each gate's activations on real (unpadded) steps; gates are (T, B, H), mask (T, B)."""
+        if self.writer is None:
+            return
+        for name, values in gates.items():
+            if mask is not None and values.shape[:2] == mask.shape:
+                values = values[mask.to(values.device)]  # (N real steps, H)
+            self.writer.add_histogram(f"gates/{name}", values.detach().float().cpu(), step)
+
+    def text(self, tag: str, lines: list[str], step: int) -> None:
+        if self.writer is not None and lines:
+            # Markdown: a code block keeps spaces and characters such as * and _ as they are.
+            body = "\n\n".join(f"    {line}" for line in lines)
+            self.writer.add_text(tag, body, step)
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            with contextlib.suppress(Exception):
+                self.writer.close()
+            self.writer = None
+
+
+def summary_table(result) -> Table:
+    """The end-of-run table: best validation loss and bpc, time, where the run lives."""
+    table = Table(title="training summary", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("run folder", str(result.run_dir))
+    table.add_row("steps", f"{result.steps} (epoch {result.epoch}, stopped: {result.stopped})")
+    best = result.best_metrics or {}
+    if best:
+        table.add_row("best val loss", f"{best['loss']:.4f} nats/char at step {result.best_step}")
+        if "bpc" in best:
+            table.add_row("best val bpc", f"{best['bpc']:.4f}")
+        if "penultimate_acc" in best:
+            table.add_row("penultimate acc", f"{best['penultimate_acc']:.3f}")
+    table.add_row("time", f"{result.seconds:.1f} s ({result.chars_per_sec:,.0f} char/s)")
+    return table
