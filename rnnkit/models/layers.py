@@ -47,6 +47,11 @@ class _RecurrentLayer(nn.Module):
         # Off by default: recording stacks and detaches every gate of every step.
         self.record_gates = False
         self.last_gates: dict[str, Tensor] = {}
+        # Opt-in for inspect-grads: keep every step's h_t, the tensor fed both to the output and to step
+        # t+1, so that torch.autograd.grad(loss, h_t) is the TOTAL dL/dh_t. Needs this reference loop (a
+        # fused backend must fall back to it when this is on). {"layer0": [h_0 .. h_T-1], ...}
+        self.record_hidden = False
+        self.last_hidden: dict[str, list[Tensor]] = {}
         rows = self.num_gates * hidden_size
         # Registration order (layer, direction, w_ih, w_hh, b_ih, b_hh) is torch's, so that the same
         # seed gives the same initial weights as torch.nn.
@@ -130,6 +135,8 @@ class _RecurrentLayer(nn.Module):
             if mask.shape[1] != B:
                 raise ValueError(f"lengths has {mask.shape[1]} entries for a batch of {B}")
         states = self._initial_states(state, B, x)
+        if self.record_hidden:
+            self.last_hidden = {}  # filled by _scan
         finals, gates = [], {}
         out = x
         for layer in range(self.num_layers):
@@ -163,6 +170,7 @@ class _RecurrentLayer(nn.Module):
         T = len(steps)
         outputs: list = [None] * T
         recorded: list | None = [None] * T if self.record_gates else None
+        hidden: list | None = [None] * T if self.record_hidden else None
         for t in range(T - 1, -1, -1) if direction else range(T):
             new_state, step_gates = self._step(steps[t], state, w_hh_t, b_hh)
             if masks is None:
@@ -174,6 +182,10 @@ class _RecurrentLayer(nn.Module):
             state = new_state
             if recorded is not None:
                 recorded[t] = [g.detach() for g in step_gates]
+            if hidden is not None:
+                hidden[t] = state[0]
+        if hidden is not None:
+            self.last_hidden[f"layer{layer}" + (".reverse" if direction else "")] = hidden
         return torch.stack(outputs), state, recorded
 
     def _stack_gates(self, recorded: list, layer: int, direction: int, mask: Tensor | None) -> dict:
