@@ -1,0 +1,317 @@
+"""Benchmark: one training step (forward + backward + SGD) of rnnkit's recurrent layers against torch.nn.
+
+One command, CPU or CUDA alike:
+
+    python bench/bench_train_step.py [--quick] [--kinds lstm,gru,rnn] [--shapes 0,1] [--repeats N]
+                                     [--device cpu|cuda] [--tf32 off|on|both] [--json out.json]
+
+Model: embedding (vocab 100 -> 64) -> one recurrent layer -> a fixed linear read-out of the outputs.
+Variants, with identical weights, measured side by side in the same process (warm-up, then interleaved
+repeats, median):
+  torch      torch.nn.LSTM/GRU/RNN (oneDNN on CPU, cuDNN on CUDA)
+  reference  rnnkit.models.LSTM/GRU/RNN with their default backend (a minimal eager loop of the same
+             structure if rnnkit.models cannot be imported)
+  fused      the input projection (one matmul) + rnnkit.models.fused.*_sequence
+  fused+graph (CUDA only) fused with compiled pointwise steps, the whole step captured as a CUDA graph
+Printed ratios are torch time / variant time (higher is better, 1.0 = parity). Memory: on CUDA the peak
+of torch.cuda.max_memory_allocated during a step; on CPU the peak RSS growth during a step (Linux:
+VmHWM after resetting it through /proc/self/clear_refs; else ru_maxrss). `saved` = bytes kept for
+backward (autograd saved tensors, by storage). Shapes are (B, T, H); `--quick` runs the smallest only.
+On CUDA, `--tf32` sets torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32 to the
+same value for both sides (`both` runs the table twice); the header says which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from rnnkit.models import fused  # noqa: E402
+
+try:
+    from rnnkit.models import GRU, LSTM, RNN  # noqa: E402
+
+    REFERENCE = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+except ImportError:  # the layers are being written: fall back to the bench's own loop
+    REFERENCE = None
+
+SHAPES = [(32, 100, 256), (64, 100, 512), (128, 256, 512), (64, 100, 1024)]  # (B, T, H)
+EMBED, VOCAB = 64, 100
+TORCH_CLASS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+# --- Models ---------------------------------------------------------------------------------------
+
+
+class FusedLayer(nn.Module):
+    """Minimal one-layer, one-direction wrapper: hoisted input projection + the fused sequence Function.
+
+    Parameters carry torch.nn's names, so `load_state_dict(torch_module.state_dict())` copies weights.
+    """
+
+    def __init__(self, kind: str, input_size: int, hidden: int):
+        super().__init__()
+        self.kind, rows = kind, GATES[kind] * hidden
+        self.weight_ih_l0 = nn.Parameter(torch.empty(rows, input_size))
+        self.weight_hh_l0 = nn.Parameter(torch.empty(rows, hidden))
+        self.bias_ih_l0 = nn.Parameter(torch.empty(rows))
+        self.bias_hh_l0 = nn.Parameter(torch.empty(rows))
+
+    def forward(self, x):
+        T, B, D = x.shape
+        H = self.weight_hh_l0.shape[1]
+        # b_hh folds into the projection except for the GRU, whose b_hn sits inside r * (...).
+        bias = self.bias_ih_l0 if self.kind == "gru" else self.bias_ih_l0 + self.bias_hh_l0
+        x_proj = torch.addmm(bias, x.reshape(T * B, D), self.weight_ih_l0.t()).view(T, B, -1)  # (T, B, G*H)
+        h0 = x.new_zeros(B, H)
+        if self.kind == "lstm":
+            out, h, c = fused.lstm_sequence(x_proj, h0, h0, self.weight_hh_l0)
+            return out, (h, c)
+        if self.kind == "gru":
+            return fused.gru_sequence(x_proj, h0, self.weight_hh_l0, self.bias_hh_l0)
+        return fused.rnn_sequence(x_proj, h0, self.weight_hh_l0, "tanh")
+
+
+class EagerLayer(nn.Module):
+    """Stand-in for rnnkit's reference layer: projection hoisted, addmm per step, unbind + stack."""
+
+    def __init__(self, kind: str, input_size: int, hidden: int):
+        super().__init__()
+        FusedLayer.__init__(self, kind, input_size, hidden)
+
+    def forward(self, x):
+        T, B, D = x.shape
+        H = self.weight_hh_l0.shape[1]
+        bias = self.bias_ih_l0 if self.kind == "gru" else self.bias_ih_l0 + self.bias_hh_l0
+        xs = torch.addmm(bias, x.reshape(T * B, D), self.weight_ih_l0.t()).view(T, B, -1).unbind(0)
+        w_t, h, c, outs = self.weight_hh_l0.t(), x.new_zeros(B, H), x.new_zeros(B, H), []
+        for xp in xs:
+            if self.kind == "lstm":
+                i, f, g, o = torch.addmm(xp, h, w_t).chunk(4, 1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+            elif self.kind == "gru":
+                gx_r, gx_z, gx_n = xp.chunk(3, 1)
+                gh_r, gh_z, gh_n = torch.addmm(self.bias_hh_l0, h, w_t).chunk(3, 1)
+                r, z = torch.sigmoid(gx_r + gh_r), torch.sigmoid(gx_z + gh_z)
+                n = torch.tanh(torch.addcmul(gx_n, r, gh_n))
+                h = torch.addcmul(n, z, h - n)
+            else:
+                h = torch.tanh(torch.addmm(xp, h, w_t))
+            outs.append(h)
+        return torch.stack(outs), h
+
+
+class Net(nn.Module):
+    """Embedding -> recurrent layer -> dot product with a fixed read-out (the loss)."""
+
+    def __init__(self, rnn: nn.Module):
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, EMBED)
+        self.rnn = rnn
+
+    def forward(self, tokens, readout):
+        out, _ = self.rnn(self.embed(tokens))  # (T, B, H)
+        return (out * readout).mean()
+
+
+def build(kind: str, hidden: int, device) -> dict[str, nn.Module]:
+    torch.manual_seed(0)
+    nets = {"torch": Net(TORCH_CLASS[kind](EMBED, hidden))}
+    ref_rnn = REFERENCE[kind](EMBED, hidden) if REFERENCE else EagerLayer(kind, EMBED, hidden)
+    nets["reference"] = Net(ref_rnn)
+    nets["fused"] = Net(FusedLayer(kind, EMBED, hidden))
+    for net in nets.values():
+        net.load_state_dict(nets["torch"].state_dict())
+    return {name: net.to(device) for name, net in nets.items()}
+
+
+# --- Measuring ------------------------------------------------------------------------------------
+
+
+def sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def make_step(net, tokens, readout):
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = net(tokens, readout)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def make_graphed_step(net, tokens, readout):
+    from rnnkit.models.cuda_graphs import GraphedStep
+
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3)
+
+    def step(tok, ro):
+        opt.zero_grad(set_to_none=True)
+        loss = net(tok, ro)
+        loss.backward()
+        opt.step()
+        return loss
+
+    graphed = GraphedStep(step)
+    return lambda: graphed(tokens, readout)
+
+
+def _rss_kb(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def peak_memory_mb(step, device) -> float:
+    """Peak memory growth during one step, MB (see the module docstring for the method)."""
+    sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        step()
+        sync(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+        before = _rss_kb("VmRSS")
+        step()
+        return (_rss_kb("VmHWM") - before) / 1024
+    except (OSError, TypeError):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        step()
+        return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+
+
+def saved_mb(net, tokens, readout) -> float:
+    """Bytes autograd keeps for backward (unique storages), MB: the activation memory of a step."""
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = net(tokens, readout)
+    params = {p.untyped_storage().data_ptr() for p in net.parameters()}
+    del loss
+    return sum(n for ptr, n in storages.items() if ptr not in params) / 2**20
+
+
+def bench_shape(kind, shape, device, warmup, repeats, graphs) -> dict:
+    B, T, H = shape
+    nets = build(kind, H, device)
+    gen = torch.Generator().manual_seed(1)
+    tokens = torch.randint(0, VOCAB, (T, B), generator=gen).to(device)
+    readout = torch.randn(T, B, H, generator=gen).to(device)
+    steps = {name: make_step(net, tokens, readout) for name, net in nets.items()}
+    if graphs:
+        fused.compile_pointwise(True)
+        g_net = build(kind, H, device)["fused"]
+        steps["fused+graph"] = make_graphed_step(g_net, tokens, readout)
+        nets["fused+graph"] = g_net
+    times = {name: [] for name in steps}
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    sync(device)
+    for _ in range(repeats):  # interleaved, so that slow drifts hit every variant alike
+        for name, step in steps.items():
+            sync(device)
+            start = time.perf_counter()
+            step()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    row = {"kind": kind, "B": B, "T": T, "H": H}
+    for name, step in steps.items():
+        row[name] = {
+            "ms": statistics.median(times[name]) * 1e3,
+            "peak_mb": peak_memory_mb(step, device),
+            "saved_mb": saved_mb(nets[name], tokens, readout) if name != "fused+graph" else None,
+        }
+    if graphs:
+        fused.compile_pointwise(False)
+    return row
+
+
+def print_row(row: dict) -> None:
+    base = row["torch"]["ms"]
+    cells = [f"{row['kind']:>4} {row['B']:>4} {row['T']:>4} {row['H']:>5}"]
+    for name in [k for k in row if isinstance(row[k], dict)]:
+        r = row[name]
+        saved = f"{r['saved_mb']:6.1f}" if r["saved_mb"] is not None else "     -"
+        cells.append(f"{name}: {r['ms']:8.1f} ms x{base / r['ms']:4.2f} peak {r['peak_mb']:6.1f} saved {saved}")
+    print(" | ".join(cells), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--kinds", default="lstm,gru,rnn", help="comma-separated: lstm, gru, rnn")
+    parser.add_argument("--shapes", default=None, help="indices into (B,T,H) " + str(SHAPES) + ", e.g. 0,1")
+    parser.add_argument("--quick", action="store_true", help="smallest shape only, few repeats")
+    parser.add_argument("--repeats", type=int, default=None, help="timed steps per variant (interleaved)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--tf32", choices=["off", "on", "both"], default="both", help="CUDA only")
+    parser.add_argument("--no-graphs", action="store_true", help="CUDA: skip the fused+graph variant")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    shapes = [SHAPES[0]] if args.quick else SHAPES
+    if args.shapes:
+        shapes = [SHAPES[int(i)] for i in args.shapes.split(",")]
+    repeats = args.repeats or (3 if args.quick else 7)
+    tf32_settings = [False]
+    if device.type == "cuda":
+        tf32_settings = {"off": [False], "on": [True], "both": [False, True]}[args.tf32]
+    graphs = device.type == "cuda" and not args.no_graphs
+    meta = {
+        "torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(), "embed": EMBED, "vocab": VOCAB,
+        "reference": "rnnkit.models" if REFERENCE else "bench EagerLayer", "repeats": repeats,
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+    }
+    print(json.dumps(meta))
+    results = []
+    for tf32 in tf32_settings:
+        if device.type == "cuda":
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
+            print(f"cudnn.allow_tf32 = cuda.matmul.allow_tf32 = {tf32} (both sides)")
+        print("kind    B    T     H | variant: median ms, x = torch time / variant time, peak/saved MB")
+        for kind in args.kinds.split(","):
+            for shape in shapes:
+                row = bench_shape(kind, shape, device, args.warmup, repeats, graphs)
+                row["tf32"] = tf32 if device.type == "cuda" else None
+                print_row(row)
+                results.append(row)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main()
