@@ -116,6 +116,8 @@ class GenerateConfig:
     beam: int = option(1, "beam width (1 = no beam search)", low=1)
     length_penalty: float = option(1.0, "finished beams score sum log-prob / length ** this")
     no_repeat_ngram: int = option(0, "forbid repeating any n-gram of this size (0 = off)", low=0)
+    repetition_penalty: float = option(1.0, "make already generated characters less likely (> 1) or more (< 1)",
+                                       low=0.0, low_open=True)
     fixed_length: bool = option(False, "generate exactly max_len characters and never stop at EOS")
     seed: int = option(0, "seed of the sampler", low=0)
 

@@ -87,7 +87,19 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
-def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="rnnkit")
-    sys.exit(0)
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: Click's own usage errors become one line too, not a boxed panel."""
+    try:
+        code = app(args=argv, prog_name="rnnkit", standalone_mode=False)
+    except typer.Abort:
+        raise SystemExit(fail("aborted", 130).exit_code) from None
+    except Exception as err:
+        # Click's usage errors (Typer vendors Click, so match them by shape, not by class).
+        if not (hasattr(err, "format_message") and hasattr(err, "exit_code")) or debug_enabled():
+            raise
+        if not err.format_message():  # `rnnkit` alone: Click has printed the help already
+            raise SystemExit(err.exit_code) from None
+        context = getattr(err, "ctx", None)
+        hint = f" (see '{context.command_path} --help')" if context is not None else ""
+        raise SystemExit(fail(f"{err.format_message()}{hint}", err.exit_code).exit_code) from None
+    sys.exit(code if isinstance(code, int) else 0)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.data.vocab import PAD
 from rnnkit.errors import ConfigError
 from rnnkit.models.layers import LAYERS
 
@@ -82,7 +83,12 @@ class CharLM(nn.Module):
         state = self.rnn.one_step(self.embed(tokens), state)
         h_top = (state[0] if isinstance(state, tuple) else state)[-1]  # (B, H), top layer
         logits = self.decode(h_top)
-        return F.log_softmax(logits, dim=-1, dtype=torch.promote_types(logits.dtype, torch.float32)), state
+        log_probs = F.log_softmax(logits, dim=-1, dtype=torch.promote_types(logits.dtype, torch.float32))
+        # PAD is never a target, so its logit is never trained down: a young model would emit it. It is not a
+        # symbol of the language; forbid it without renormalising, so that decoders report the same
+        # log-probabilities as the teacher-forced forward pass (and bits per character).
+        log_probs[:, PAD] = float("-inf")
+        return log_probs, state
 
     def init_state(self, batch_size: int, device=None):
         """Zero state for `batch_size` sequences: h (L, B, H), or (h, c) for an LSTM."""

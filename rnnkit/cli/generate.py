@@ -1,0 +1,87 @@
+"""`rnnkit generate`: decode text from a trained language model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from rnnkit.cli.app import command, err_console, out_console
+
+
+@command("generate", "rnnkit generate runs/trump_lstm --beam 5 --nucleus 0.95")
+def generate(
+    run: Path | None = typer.Argument(None, help="Run folder (default: the most recent run under runs/)."),
+    prompt: str | None = typer.Option(None, "--prompt", "-p", help="Text the model reads first."),
+    max_len: int | None = typer.Option(None, "--max-len", help="Most characters to generate."),
+    min_len: int | None = typer.Option(None, "--min-len", help="Fewest characters before EOS may end a sample."),
+    num: int | None = typer.Option(None, "--num", "-n", help="Sequences to return (the N best for beam search)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the sampler."),
+    greedy: bool | None = typer.Option(None, "--greedy/--no-greedy", help="Always take the most probable character."),
+    temperature: float | None = typer.Option(None, "--temperature", "-t", help="Divide logits by this (> 0)."),
+    top_k: int | None = typer.Option(None, "--top-k", help="Sample among the k most probable characters."),
+    nucleus: float | None = typer.Option(None, "--nucleus", "--top-p", help="Nucleus (top-p) mass in (0, 1]."),
+    beam: int | None = typer.Option(None, "--beam", "-b", help="Beam width; with sampling options: beam sample."),
+    length_penalty: float | None = typer.Option(None, "--length-penalty",
+                                                help="Finished beams score log-prob / length ** this."),
+    no_repeat_ngram: int | None = typer.Option(None, "--no-repeat-ngram", help="Forbid repeating n-grams of size N."),
+    repetition_penalty: float | None = typer.Option(None, "--repetition-penalty",
+                                                    help="Above 1, make already generated characters less likely."),
+    fixed_length: bool | None = typer.Option(None, "--fixed-length/--until-eos",
+                                             help="Generate exactly --max-len characters, never stopping at EOS."),
+    replace_unknown: str | None = typer.Option(None, "--replace-unknown",
+                                               help="Replace prompt characters outside the vocabulary by this one."),
+    which: str = typer.Option("best", "--which", help="Checkpoint to load: best or last."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per sequence on stdout, nothing else."),
+) -> None:
+    """Generate text from a trained language model: greedy, sampling (temperature, top-k, nucleus),
+    beam search, or beam search with sampling. Defaults come from the run's `generate:` section; the
+    options you type choose the mode (`--greedy` sets aside the run's sampling defaults, `--beam K` alone
+    is plain beam search, `--beam K --nucleus P` samples the beams)."""
+    from rnnkit.checkpoint import resolve_run
+    from rnnkit.generation import generate_from_run
+
+    overrides = dict(prompt=prompt, max_len=max_len, min_len=min_len, num=num, seed=seed, greedy=greedy,
+                     temperature=temperature, top_k=top_k, nucleus=nucleus, beam=beam,
+                     length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram, fixed_length=fixed_length,
+                     repetition_penalty=repetition_penalty)
+    run_dir = resolve_run(run)
+    result = generate_from_run(run_dir, overrides, which=which, device=device, replace_unknown=replace_unknown)
+    for note in result.replacements:
+        err_console.print(f"replaced prompt character {note}")
+    if as_json:
+        for sample in result.samples:
+            record = {**dataclasses.asdict(sample), "prompt": result.prompt, "run": str(run_dir),
+                      "options": dataclasses.asdict(result.options)}
+            print(json.dumps(record, ensure_ascii=False))
+        return
+    err_console.print(f"{run_dir}: {_describe(result.options)}", markup=False)
+    table = Table(show_lines=True)
+    table.add_column("#", justify="right")
+    table.add_column("text (prompt + generated; … = stopped at --max-len)")
+    table.add_column("log p", justify="right")
+    table.add_column("len", justify="right")
+    for index, sample in enumerate(result.samples, 1):
+        ending = "" if sample.finished else " …"
+        table.add_row(str(index), result.prompt + sample.text + ending, f"{sample.log_prob:.2f}",
+                      str(sample.length))
+    out_console.print(table)
+
+
+def _describe(used) -> str:
+    if used.greedy:
+        return "greedy"
+    parts = [f"beam {used.beam}"] if used.beam > 1 else ["sampling"]
+    if used.repetition_penalty != 1.0:
+        parts.append(f"repetition penalty {used.repetition_penalty:g}")
+    if used.beam == 1 or used.temperature != 1.0 or used.top_k or used.nucleus:
+        parts.append(f"T={used.temperature:g}")
+        if used.top_k:
+            parts.append(f"top-k {used.top_k}")
+        if used.nucleus:
+            parts.append(f"nucleus {used.nucleus:g}")
+    return ", ".join(parts)
