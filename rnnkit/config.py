@@ -355,12 +355,41 @@ def save_config(cfg: Config, path: Path) -> None:
 
 def describe_fields() -> list[tuple[str, Any, str]]:
     """(dotted key, default, doc) for every field: the config reference in the README is made from this."""
+    return [(key, f.default, f.metadata["doc"]) for key, f in _all_fields()]
+
+
+def _all_fields() -> list[tuple[str, dataclasses.Field]]:
     rows = []
     for section in dataclasses.fields(Config):
         tp = typing.get_type_hints(Config)[section.name]
         if dataclasses.is_dataclass(tp):
-            for f in dataclasses.fields(tp):
-                rows.append((f"{section.name}.{f.name}", f.default, f.metadata["doc"]))
+            rows.extend((f"{section.name}.{f.name}", f) for f in dataclasses.fields(tp))
         else:
-            rows.append((section.name, section.default, section.metadata["doc"]))
+            rows.append((section.name, section))
     return rows
+
+
+def _allowed(meta: dict) -> str:
+    """`lstm, gru, rnn` or `> 0`, `[0, 1)`: what a field accepts, as the reference table shows it."""
+    if meta["choices"]:
+        return ", ".join(str(choice) for choice in meta["choices"])
+    low, high = meta["low"], meta["high"]
+    if low is not None and high is not None:
+        return f"{'(' if meta['low_open'] else '['}{low:g}, {high:g}{')' if meta['high_open'] else ']'}"
+    if low is not None:
+        return f"{'>' if meta['low_open'] else '>='} {low:g}"
+    if high is not None:
+        return f"{'<' if meta['high_open'] else '<='} {high:g}"
+    return ""
+
+
+def reference_markdown() -> str:
+    """The config reference table of README.md; tests/test_readme.py keeps the two identical.
+
+    Regenerate the README block with: python tests/test_readme.py
+    """
+    rows = ["| key | default | allowed | meaning |", "|---|---|---|---|"]
+    for key, f in _all_fields():
+        default = "" if f.default is None else f"`{f.default}`"
+        rows.append(f"| `{key}` | {default} | {_allowed(f.metadata)} | {f.metadata['doc']} |")
+    return "\n".join(rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import sys
 from collections.abc import Callable
@@ -75,7 +76,7 @@ def command(name: str, example: str) -> Callable:
                     raise
                 raise fail("interrupted", 130) from None
 
-        doc = (func.__doc__ or "").strip()
+        doc = inspect.cleandoc(func.__doc__ or "")  # no stray indentation in the rendered help
         wrapper.__doc__ = f"{doc}\n\nExample:\n\n    {example}"
         app.command(name)(wrapper)
         return wrapper
