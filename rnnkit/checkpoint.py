@@ -51,6 +51,7 @@ WHICH = ("last", "best")
 MODEL_FILE, OPTIM_FILE, RNG_FILE, STATE_FILE = "model.safetensors", "optimizer.safetensors", "rng.safetensors", \
     "state.json"
 LOCK_FILE = "run.lock"
+READ_ATTEMPTS = 20  # reads of a checkpoint that a concurrent save keeps replacing
 # Config sections that must not change when a run is resumed: they decide the model and its data.
 FROZEN_SECTIONS = ("task", "model", "data")
 
@@ -101,10 +102,14 @@ def save_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadat
 def load_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of an rnnkit safetensors file; CheckpointError for anything else."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        size = path.stat().st_size  # one stat: a concurrent save may remove the file between two
+    except OSError:
+        size = None
+    if size is None or not path.is_file():
         raise CheckpointError(f"{path}: missing; the checkpoint is incomplete")
-    if path.stat().st_size < 8:
-        raise CheckpointError(f"{path}: truncated ({path.stat().st_size} bytes); the checkpoint is corrupt")
+    if size < 8:
+        raise CheckpointError(f"{path}: truncated ({size} bytes); the checkpoint is corrupt")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = handle.metadata() or {}
@@ -206,6 +211,7 @@ class Checkpoint:
     optimizer: dict | None = None  # optimizer state_dict, ready for load_state_dict
     scheduler: dict | None = None
     rng_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    model_step: int | None = None  # the step in model.safetensors' metadata (matches state.json's)
 
     @property
     def step(self) -> int:
@@ -278,7 +284,7 @@ def checkpoint_dir(run_dir: str | Path, which: str = "last") -> Path:
     target = run_dir / which
     if target.is_dir():
         return target
-    olds = sorted(run_dir.glob(f".{which}.old-*"), key=lambda p: p.stat().st_mtime)
+    olds = sorted(run_dir.glob(f".{which}.old-*"), key=_mtime)
     if olds:
         return olds[-1]
     raise CheckpointError(f"{run_dir}: no '{which}' checkpoint (has this run saved one yet?)")
@@ -311,11 +317,41 @@ def read_state(folder: Path) -> dict:
 
 
 def load_checkpoint(run_dir: str | Path, which: str = "last", *, with_optimizer: bool = True) -> Checkpoint:
-    """Load checkpoint `which` of a run folder; CheckpointError for anything missing, corrupt or foreign."""
-    folder = checkpoint_dir(run_dir, which)
+    """Load checkpoint `which` of a run folder; CheckpointError for anything missing, corrupt or foreign.
+
+    A `train` running in another process may swap the folder in while it is read (`eval` during training):
+    the read is retried until one folder was read whole, so the files returned are from one save.
+    """
+    for _ in range(READ_ATTEMPTS):
+        folder = checkpoint_dir(run_dir, which)
+        before = _identity(folder)
+        try:
+            ckpt = _read_checkpoint(folder, with_optimizer)
+        except CheckpointError:
+            if _identity(folder) == before:
+                raise  # damaged for good, not replaced under our feet
+            continue
+        if _identity(folder) == before and ckpt.model_step in (None, ckpt.step):
+            return ckpt
+    raise CheckpointError(f"{Path(run_dir) / which}: changed {READ_ATTEMPTS} times while being read; is a "
+                          f"training process saving it in a tight loop? Try again")
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    """Which directory `folder` names now: a swap (rename) gives another inode or at least another ctime."""
+    try:
+        stat = os.stat(folder)
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_ctime_ns
+
+
+def _read_checkpoint(folder: Path, with_optimizer: bool) -> Checkpoint:
     state = read_state(folder)
-    model, _ = load_safetensors(folder / MODEL_FILE)
+    model, meta = load_safetensors(folder / MODEL_FILE)
     ckpt = Checkpoint(folder, model, state)
+    if "step" in meta:
+        ckpt.model_step = int(meta["step"])
     if with_optimizer:
         tensors, meta = load_safetensors(folder / OPTIM_FILE)
         try:
@@ -361,7 +397,8 @@ def run_config(run_dir: str | Path) -> Config:
 
 
 def check_resumable(saved: Config, current: Config, run_dir: Path) -> None:
-    """Refuse to resume when the task, model or data sections changed (train settings may change)."""
+    """Refuse to resume when the task, model or data sections or train.optimizer changed (other train settings
+    may change)."""
     saved_d, current_d = saved.to_dict(), current.to_dict()
     changed = []
     for section in FROZEN_SECTIONS:
@@ -370,6 +407,8 @@ def check_resumable(saved: Config, current: Config, run_dir: Path) -> None:
             changed += [f"{section}.{k}: {a[k]!r} -> {b.get(k)!r}" for k in a if a[k] != b.get(k)]
         elif a != b:
             changed.append(f"{section}: {a!r} -> {b!r}")
+    if saved.train.optimizer != current.train.optimizer:  # its state has another layout
+        changed.append(f"train.optimizer: {saved.train.optimizer!r} -> {current.train.optimizer!r}")
     if changed:
         raise CheckpointError(f"{run_dir}: cannot resume, the config differs from the run's config.yaml "
                               f"({'; '.join(changed[:5])}); undo the change or start a new run (run.name)")
@@ -393,12 +432,15 @@ def resolve_run(path: str | Path | None, runs_dir: str | Path = "runs") -> Path:
 
 
 def _last_activity(run: Path) -> float:
-    stamps = [run.stat().st_mtime]
-    for which in WHICH:
-        state = run / which / STATE_FILE
-        if state.is_file():
-            stamps.append(state.stat().st_mtime)
-    return max(stamps)
+    return max(_mtime(path) for path in (run, *(run / which / STATE_FILE for which in WHICH)))
+
+
+def _mtime(path: Path) -> float:
+    """Modification time, 0 for a path that is gone (a concurrent save renames and deletes folders)."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -443,39 +485,74 @@ def load_for_inference(run_dir: str | Path, which: str = "best", device: str | t
 class RunLock:
     """An exclusive lock on a run folder (fcntl.flock on `run.lock`, which holds the holder's PID).
 
-    The kernel drops the lock when the process dies, so a crashed run never leaves the folder locked.
+    The kernel drops the lock when the process dies, so a crashed run never leaves the folder locked. A
+    session that created the folder and failed before writing anything into it removes the folder again.
     """
 
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / LOCK_FILE
         self.handle = None
+        self.created: Path | None = None  # the outermost folder this lock created (removed again if unused)
 
     def acquire(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")  # noqa: SIM115 (held open for the lock's lifetime)
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
-            raise TrainingError(f"{self.path.parent}: in use by another rnnkit train (pid {holder}); wait for it "
-                                f"to finish or choose another run.name") from None
+        folder = self.path.parent
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
+        for _ in range(10):  # a holder that removes its unused folder races with us: try again
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                handle = open(self.path, "a+")  # noqa: SIM115 (held open for the lock's lifetime)
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                raise TrainingError(f"{folder}: cannot create the run folder ({err.strerror}); choose another "
+                                    f"run.dir or --run-dir") from None
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                handle.close()
+                raise TrainingError(f"{folder}: in use by another rnnkit train (pid {holder}); wait for it "
+                                    f"to finish or choose another run.name") from None
+            if self._still_linked(handle):
+                break
+            handle.close()  # we locked a run.lock its previous holder had just removed
+        else:
+            raise TrainingError(f"{folder}: could not lock {LOCK_FILE}; is another rnnkit train starting there?")
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         self.handle = handle
+        self.created = missing[-1] if missing else None
         return self
 
+    def _still_linked(self, handle) -> bool:
+        try:
+            return os.stat(self.path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            return False
+
     def release(self) -> None:
-        if self.handle is not None:
-            with contextlib.suppress(OSError):
-                self.handle.seek(0)
-                self.handle.truncate()
-                fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
-            self.handle.close()
-            self.handle = None
+        if self.handle is None:
+            return
+        with contextlib.suppress(OSError):
+            self.handle.seek(0)
+            self.handle.truncate()
+            if self.created is not None and [p.name for p in self.path.parent.iterdir()] == [LOCK_FILE]:
+                self._remove_unused_folders()  # still holding the lock: nobody else is using the folder
+            fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
+        self.handle.close()
+        self.handle = None
+
+    def _remove_unused_folders(self) -> None:
+        self.path.unlink()
+        folder = self.path.parent
+        while True:
+            folder.rmdir()  # an OSError (not empty) stops here, leaving the outer folders
+            if folder == self.created:
+                return
+            folder = folder.parent
 
     def __enter__(self) -> RunLock:
         return self.acquire()

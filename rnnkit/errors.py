@@ -37,3 +37,11 @@ class CheckpointError(RnnkitError):
 
 class TrainingError(RnnkitError):
     """Training that cannot go on (non-finite loss, run folder locked by another process)."""
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """True for an allocation failure: MemoryError, or PyTorch's CPU/CUDA allocator RuntimeError."""
+    if isinstance(err, MemoryError):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)

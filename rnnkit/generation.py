@@ -15,6 +15,8 @@ from rnnkit.errors import UsageError, VocabularyError
 
 # `--max-len` beyond this is a typo, not a wish: a char model of any size would run for hours.
 MAX_GENERATE_LEN = 100_000
+# Likewise for `--num` and `--beam`: each sequence or beam is a row of every decoder tensor.
+MAX_GENERATE_ROWS = 10_000
 
 # The options that choose the decoding mode. Named on the command line, they set aside the run's defaults
 # that would clash with them: `--greedy` on a run whose config samples at T=0.8 is greedy, not an error.
@@ -66,6 +68,9 @@ def decode_options(cfg: GenerateConfig) -> DecodeOptions:
         raise UsageError(f"--max-len must be at least 1, got {cfg.max_len}")
     if cfg.max_len > MAX_GENERATE_LEN:
         raise UsageError(f"--max-len: {cfg.max_len} is more than the {MAX_GENERATE_LEN} characters allowed")
+    for option, value in (("--num", cfg.num), ("--beam", cfg.beam)):
+        if value > MAX_GENERATE_ROWS:
+            raise UsageError(f"{option}: {value} is more than the {MAX_GENERATE_ROWS} sequences allowed at once")
     options = DecodeOptions(
         greedy=cfg.greedy, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.nucleus,
         beam=cfg.beam, length_penalty=cfg.length_penalty, no_repeat_ngram=cfg.no_repeat_ngram,

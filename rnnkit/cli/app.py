@@ -10,9 +10,10 @@ from collections.abc import Callable
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from rnnkit import __version__
-from rnnkit.errors import RnnkitError
+from rnnkit.errors import RnnkitError, out_of_memory
 
 app = typer.Typer(
     name="rnnkit",
@@ -52,7 +53,8 @@ def _root(
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one error line and return the Exit to raise: `raise fail("...")`."""
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    # escape(): a message quoting "[enforce fail at ...]" or a path like runs/[exp] is text, not markup.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -75,6 +77,12 @@ def command(name: str, example: str) -> Callable:
                 if debug_enabled():
                     raise
                 raise fail("interrupted", 130) from None
+            except (MemoryError, RuntimeError) as err:
+                if debug_enabled() or not out_of_memory(err):
+                    raise
+                detail = _one_line(str(err))[:160] or type(err).__name__
+                raise fail(f"out of memory ({detail}); use a smaller model.hidden_size, model.num_layers or "
+                           f"train.batch_size (or fewer --num/--beam when generating)", 1) from None
 
         doc = inspect.cleandoc(func.__doc__ or "")  # no stray indentation in the rendered help
         wrapper.__doc__ = f"{doc}\n\nExample:\n\n    {example}"

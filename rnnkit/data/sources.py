@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 import urllib.error
 import urllib.parse
@@ -17,6 +18,10 @@ from rnnkit.errors import DataError, DownloadError, UsageError
 # A corpus larger than this is refused before it is read (the whole text is held in memory while it is
 # cleaned and split); set RNNKIT_MAX_CORPUS_BYTES to change it.
 DEFAULT_MAX_BYTES = 2 * 1024**3
+# Preparing holds a corpus several times over (raw and cleaned text, the sentence list, the encoded ids):
+# about 21 bytes of memory per byte of a 50 MB English corpus, measured; a corpus that would need more than
+# the memory available is refused up front rather than left to the OOM killer.
+MEMORY_PER_BYTE = 24
 DOWNLOAD_TIMEOUT_S = 60
 CHUNK = 1 << 20
 
@@ -37,8 +42,9 @@ class Source:
 
     `generate(data_cfg) -> list[str]` makes the sentences of a generated source (reber).
     `preparer`, when set, replaces the whole text pipeline for this source: it receives the same
-    arguments as `rnnkit.data.prepare.prepare_text_source` and returns a `PrepareSummary`. Sources that
-    are not character-level text (metro forecasting, language identification) register one.
+    arguments as `rnnkit.data.prepare.prepare_text_source` and returns a `PrepareSummary` (or any object
+    with `name`, `folder`, `reused`, `seconds` and `rows()`, such as `rnnkit.data.prepared.DataSummary`).
+    Sources that are not character-level text (metro forecasting, language identification) register one.
     """
 
     name: str
@@ -78,9 +84,8 @@ register(Source(
     description="embedded Reber grammar strings (Hochreiter & Schmidhuber 1997), generated with data.split_seed",
     generate=_generate_reber,
 ))
-# Other engineers register their sources here or from their own module, e.g.
-#   register(Source(name="metro", description="HZMetro ridership", preparer=prepare_metro))
-#   register(Source(name="langid", description="language identification", preparer=prepare_langid))
+# Sources with their own preparer register from their module: metro and metro-synthetic in
+# rnnkit/data/metro_source.py, langid in rnnkit/data/langid.py (imported by rnnkit/data/__init__.py).
 
 
 def get_source(name: str) -> Source | None:
@@ -123,7 +128,35 @@ def check_readable(path: Path, limit: int | None = None) -> int:
                         f"(set RNNKIT_MAX_CORPUS_BYTES to raise the limit, or pass a smaller file)")
     if not os.access(path, os.R_OK):
         raise DataError(f"{path}: cannot read (permission denied)")
+    available = available_memory()
+    if available is not None and size * MEMORY_PER_BYTE > available:
+        raise DataError(f"{path}: {size:,} bytes would need about {_mb(size * MEMORY_PER_BYTE)} of memory to "
+                        f"prepare and {_mb(available)} is available; split the corpus or prepare it on a "
+                        f"larger machine")
     return size
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: Linux MemAvailable, capped by a cgroup limit; None if unknown."""
+    found = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            found += [int(line.split()[1]) * 1024 for line in handle if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            limit, usage = (int(Path(name).read_text().strip()) for name in (limit_file, usage_file))
+        except (OSError, ValueError):  # absent, or "max" (no limit)
+            continue
+        found.append(max(limit - usage, 0))
+    return min(found) if found else None
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1024**2:,.1f} MB" if size < 1024**3 else f"{size / 1024**3:,.1f} GB"
 
 
 def download(url: str, dest: Path, sha256: str | None = None, limit: int | None = None) -> Path:
@@ -161,6 +194,24 @@ def download(url: str, dest: Path, sha256: str | None = None, limit: int | None 
     return dest
 
 
+def _download_path(source: Source, cache_dir: Path) -> Path:
+    return cache_dir / source.name / (source.filename or Path(urllib.parse.urlsplit(source.url).path).name)
+
+
+def _keep_as_download(path: Path, dest: Path) -> None:
+    """Copy a user's own copy of a pinned download where the download would go: `prepare trump --from FILE`
+    then lets every later command that names no file (a config's `source: trump`) find the corpus offline."""
+    if dest.exists() or path.resolve() == dest.resolve():
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def fetch(source: Source | None, location: str | None, cache_dir: Path) -> tuple[Path, str, str]:
     """The local file of a corpus: (path, sha256, where it came from).
 
@@ -177,10 +228,13 @@ def fetch(source: Source | None, location: str | None, cache_dir: Path) -> tuple
             return dest, sha256_file(dest), location
         path = local_path(location)
         check_readable(path)
-        return path, sha256_file(path), str(path)
+        digest = sha256_file(path)
+        if source is not None and source.url is not None and digest == source.sha256:
+            _keep_as_download(path, _download_path(source, cache_dir))
+        return path, digest, str(path)
     if source is None or source.url is None:
         raise UsageError("no corpus file: pass --from PATH_OR_URL")
-    dest = cache_dir / source.name / (source.filename or Path(urllib.parse.urlsplit(source.url).path).name)
+    dest = _download_path(source, cache_dir)
     if dest.exists():
         got = sha256_file(dest)
         if source.sha256 is None or got == source.sha256:

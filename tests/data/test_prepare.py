@@ -223,6 +223,22 @@ def test_offline_download_says_how_to_supply_the_file(server, tmp_path, monkeypa
         prepare_corpus(DataConfig(source="trump"), root=tmp_path)
 
 
+def test_own_copy_of_a_pinned_corpus_serves_later_commands_offline(tmp_path, monkeypatch):
+    """`prepare trump --from FILE` and then a config saying only `source: trump`: no download attempted."""
+    own = tmp_path / "mine.txt"
+    own.write_text(CORPUS, encoding="utf-8")
+    fake_trump(monkeypatch, "http://127.0.0.1:9/speeches.txt", hashlib.sha256(own.read_bytes()).hexdigest())
+    first = prepare_with_summary(DataConfig(source="trump", path=str(own)), root=tmp_path / "data")
+    later = prepare_with_summary(DataConfig(source="trump"), root=tmp_path / "data")  # port 9 would refuse
+    assert later.reused and later.folder == first.folder
+    # a copy that does not match the pinned checksum is used as given but never stands in for the download
+    other = tmp_path / "other.txt"
+    other.write_text(CORPUS + "More words here.\n", encoding="utf-8")
+    prepare_with_summary(DataConfig(source="trump", path=str(other)), root=tmp_path / "data2")
+    with pytest.raises(DownloadError, match="pass --from PATH"):
+        prepare_corpus(DataConfig(source="trump"), root=tmp_path / "data2")
+
+
 def test_from_url_and_file_url(server, tmp_path):
     base, requests = server
     by_http = prepare_with_summary(DataConfig(source="talks", path=f"{base}/speeches.txt"), root=tmp_path)
