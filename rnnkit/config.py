@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -53,6 +54,18 @@ class DataConfig:
     test_fraction: float = option(0.05, "fraction of sentences for the test split", low=0.0, high=0.5)
     split_seed: int = option(0, "seed of the train/val/test split", low=0)
     num_samples: int = option(4000, "how many sequences a generated source (reber) makes", low=10)
+    stations: int = option(0, "metro: keep the first N stations (0 = all); classify predicts which one", low=0)
+    flows: str = option("both", "metro: inflow only, or inflow and outflow", choices=("in", "both"))
+    normalise: str = option("station", "metro z-score statistics, fitted on the training days only: per station "
+                                       "and flow, or per flow over all stations", choices=("station", "flow"))
+    val_days: int = option(2, "metro: first days of the file's test tensor used for validation (PVCGN: 2)",
+                           low=0)
+    min_window: int = option(0, "classify: each training batch draws its length in min_window..window "
+                                "(0 = always data.window)", low=0)
+    history: int = option(4, "forecast: past quarter-hours read (PVCGN: 4)", low=1, high=72)
+    horizon: int = option(4, "forecast: future quarter-hours predicted, 1..horizon (PVCGN: 4)", low=1, high=72)
+    time_features: bool = option(True, "forecast: add the slot's time of day (sin, cos) to every input step")
+    classes: str | None = option(None, "langid: comma-separated label=path pairs, e.g. fr=fr.txt,en=en.txt")
 
 
 @dataclass
@@ -71,6 +84,9 @@ class ModelConfig:
     forget_bias: float = option(1.0, "initial LSTM forget-gate bias (Jozefowicz et al. 2015)")
     backend: str = option("auto", "reference = readable loop, fused = fast path, auto = fused where supported",
                           choices=("auto", "reference", "fused"))
+    forecaster: str = option("direct", "forecast: direct = all horizons at once after every input step; seq2seq = "
+                                       "an encoder-decoder reading its own forecasts, one horizon at a time (DCRNN)",
+                             choices=("direct", "seq2seq"))
 
 
 @dataclass
@@ -95,9 +111,28 @@ class TrainConfig:
     checkpoint_every: int = option(200, "steps between checkpoints", low=1)
     log_every: int = option(20, "steps between TensorBoard scalar points", low=1)
     histogram_every: int = option(200, "steps between gradient and gate histograms (0 = never)", low=0)
+    teacher_forcing: float = option(1.0, "probability of feeding the true previous symbol instead of the model's "
+                                         "own prediction, where any decay starts (1 = teacher forcing)",
+                                    low=0.0, high=1.0)
+    teacher_forcing_schedule: str = option("constant", "how that probability decays as training goes on "
+                                                       "(scheduled sampling)",
+                                           choices=("constant", "linear", "inverse_sigmoid"))
+    teacher_forcing_min: float = option(0.0, "the probability the decay tends to (linear, inverse_sigmoid)",
+                                        low=0.0, high=1.0)
+    teacher_forcing_steps: int = option(1000, "linear: steps to reach teacher_forcing_min; inverse_sigmoid: "
+                                              "twice the step where the decay is halfway", low=1)
+    teacher_forcing_delay: int = option(0, "steps of pure teacher forcing before the decay starts", low=0)
+    teacher_forcing_feed: str = option("sample", "what the model reads when not teacher forced: a sample of its "
+                                                 "prediction or its argmax", choices=("sample", "greedy"))
     seed: int = option(0, "seed of initialisation, data order and dropout", low=0)
     device: str = option("auto", "where to train; auto picks CUDA when present", choices=("auto", "cpu", "cuda"))
     precision: str = option("fp32", "autocast precision on CUDA", choices=("fp32", "bf16", "fp16"))
+    loss: str = option("mse", "forecast: regression loss on the normalised flows", choices=("mse", "huber"))
+    huber_delta: float = option(1.0, "forecast: where the Huber loss turns from quadratic to linear", low=0.0,
+                                low_open=True)
+    supervise: str = option("all", "forecast, direct only: loss on the forecasts made after every input step, or "
+                                   "after the last one only (seq2seq forecasts after the last one only)",
+                            choices=("all", "last"))
 
 
 @dataclass
@@ -145,6 +180,22 @@ class Config:
         return dataclasses.asdict(self)
 
 
+def teacher_forcing_problems(cfg: Config) -> list[str]:
+    """Scheduled sampling only applies to tasks that feed their outputs back, and decays downwards."""
+    t, problems = cfg.train, []
+    scheduled = t.teacher_forcing < 1.0 or t.teacher_forcing_schedule != "constant"
+    if scheduled and cfg.task not in ("lm", "forecast"):
+        problems.append(f"train.teacher_forcing: only task: lm or forecast feed their predictions back (this is "
+                        f"task: {cfg.task}); use 1.0 with teacher_forcing_schedule: constant")
+    if scheduled and cfg.task == "forecast" and cfg.model.forecaster == "direct":
+        problems.append("train.teacher_forcing: the direct forecaster (model.forecaster: direct) never reads its own "
+                        "predictions; use model.forecaster: seq2seq, or 1.0 with teacher_forcing_schedule: constant")
+    if t.teacher_forcing_schedule != "constant" and t.teacher_forcing_min > t.teacher_forcing:
+        problems.append(f"train.teacher_forcing_min: {t.teacher_forcing_min} is larger than train.teacher_forcing "
+                        f"{t.teacher_forcing}; the schedule decays from teacher_forcing to teacher_forcing_min")
+    return problems
+
+
 def cross_field_problems(cfg: Config) -> list[str]:
     """Conflicts between fields, phrased with the keys the user types."""
     problems = []
@@ -152,8 +203,16 @@ def cross_field_problems(cfg: Config) -> list[str]:
         problems.append(f"model.nonlinearity: only applies to model.cell: rnn (got cell {cfg.model.cell!r})")
     if cfg.model.bidirectional and cfg.task != "classify":
         problems.append("model.bidirectional: only task: classify can read the future; use false")
+    if cfg.model.forecaster != "direct" and cfg.task != "forecast":
+        problems.append(f"model.forecaster: only applies to task: forecast (this is task: {cfg.task}); leave it out")
+    problems += teacher_forcing_problems(cfg)
     if cfg.data.val_fraction + cfg.data.test_fraction >= 0.9:
         problems.append("data.val_fraction + data.test_fraction: must leave at least 10% for training")
+    if cfg.data.min_window > cfg.data.window:
+        problems.append(f"data.min_window: {cfg.data.min_window} is larger than data.window {cfg.data.window}")
+    if cfg.task == "forecast" and cfg.data.history + cfg.data.horizon > 73:
+        problems.append(f"data.history + data.horizon: {cfg.data.history + cfg.data.horizon} slots do not fit in "
+                        f"one day of 73 quarter-hours")
     if cfg.data.min_len > cfg.data.max_len:
         problems.append(f"data.min_len: {cfg.data.min_len} is larger than data.max_len {cfg.data.max_len}")
     if cfg.generate.min_len > cfg.generate.max_len:
@@ -163,6 +222,13 @@ def cross_field_problems(cfg: Config) -> list[str]:
         problems.append("generate.greedy: cannot be combined with generate.beam > 1")
     if cfg.generate.num > cfg.generate.beam > 1:
         problems.append(f"generate.num: {cfg.generate.num} is more than generate.beam {cfg.generate.beam}")
+    if cfg.model.backend == "fused" and cfg.train.precision != "fp32":
+        problems.append(f"model.backend: fused has no mixed-precision (autocast) path, and train.precision is "
+                        f"{cfg.train.precision}; use model.backend: auto (fused where it can run) or reference")
+    name = cfg.run.name
+    if name is not None and (name.strip() in ("", ".", "..") or "/" in name or "\x00" in name):
+        problems.append(f"run.name: {_show(name)} must not be empty and names one folder under run.dir "
+                        f"(no '/', not '.' or '..')")
     return problems
 
 
@@ -193,7 +259,10 @@ def _convert(value: Any, tp: Any) -> Any:
             return int(value)
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            converted = float(value) if abs(value) < 1e308 else float("inf")  # float(10**400) overflows
+            if not math.isfinite(converted):  # .nan / .inf pass every range check: refuse them here
+                raise ValueError(f"expected a finite number, got {_show(value)}")
+            return converted
         if isinstance(value, str):
             # PyYAML reads `1e-3` (no dot) as a string; accept any spelling float() accepts.
             try:
@@ -201,7 +270,7 @@ def _convert(value: Any, tp: Any) -> Any:
             except ValueError:
                 pass
             else:
-                if converted == converted and abs(converted) != float("inf"):
+                if math.isfinite(converted):
                     return converted
     elif tp is str:
         if isinstance(value, str):

@@ -73,5 +73,8 @@ def evaluate_run(run_dir: str | Path, split: str = "val", which: str = "best", d
         raise UsageError(f"{run_dir}: the {split} split is empty; set data.{split}_fraction above 0 "
                          f"or evaluate another --split")
     state = read_state(checkpoint_dir(run_dir, used))
-    return {"run": str(run_dir), "split": split, "which": used, "step": int(state.get("step", 0)),
-            **task.metrics(sums), "characters": int(sums["count"])}
+    record = {"run": str(run_dir), "task": cfg.task, "split": split, "which": used, "step": int(state.get("step", 0)),
+              **task.metrics(sums), ("characters" if cfg.task == "lm" else "items"): int(sums["count"])}
+    if hasattr(task, "report"):  # classify, forecast: confusion matrix, errors per horizon, baselines...
+        record.update(task.report(model, split, batch_size or cfg.train.batch_size, torch_device))
+    return record

@@ -11,7 +11,9 @@ from rnnkit.cli.app import command, out_console
 from rnnkit.config import config_from_dict
 
 
-@command("prepare", "rnnkit prepare trump --from ../shared/data/trump_speeches/speeches.txt")
+@command("prepare", "rnnkit prepare trump --from ../shared/data/trump_speeches/speeches.txt\n\n"
+                    "    rnnkit prepare metro --from ../shared/data/hzmetro/hzdataset.pch\n\n"
+                    "    rnnkit prepare langid --class fr=fr.txt --class en=en.txt --charset unicode")
 def prepare(
     name: str = typer.Argument(..., help="A registered source (trump, reber, ...) or any name for your own "
                                          "corpus given with --from."),
@@ -23,6 +25,11 @@ def prepare(
     min_len: int | None = typer.Option(None, "--min-len", help="Drop (and count) shorter sentences (default 2)."),
     max_len: int | None = typer.Option(None, "--max-len", help="Cut longer sentences (default 300)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the train/val/test split (default 0)."),
+    classes: list[str] = typer.Option([], "--class", metavar="LABEL=PATH",
+                                      help="langid: a labelled text file, e.g. --class fr=fr.txt (repeat per class)."),
+    mode: str | None = typer.Option(None, "--mode", metavar="sentences|windows",
+                                    help="langid: one sample per line, or windows of --window characters."),
+    window: int | None = typer.Option(None, "--window", help="langid: characters per window (--mode windows)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even if the same settings were prepared before."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Data folder (default $RNNKIT_DATA or ./data)."),
 ) -> None:
@@ -31,7 +38,8 @@ def prepare(
     from rnnkit.data.prepare import prepare_with_summary
 
     given = {"source": name, "path": source, "charset": charset, "lowercase": lowercase or None,
-             "min_len": min_len, "max_len": max_len, "split_seed": seed}
+             "min_len": min_len, "max_len": max_len, "split_seed": seed, "classes": ",".join(classes) or None,
+             "mode": mode, "window": window}
     cfg = config_from_dict({"data": {k: v for k, v in given.items() if v is not None}}, "command line")
     summary = prepare_with_summary(cfg.data, root=data_dir, name=name, force=force)
     table = Table(title=f"prepared {summary.name} in {summary.seconds:.2f} s", show_header=False, box=None)

@@ -1,5 +1,8 @@
 """Data: vocabulary, cleaning, sources and downloads, prepared datasets, and LM batching."""
 
+# Imported for their side effect: they register the metro, metro-synthetic and langid sources.
+from rnnkit.data import langid as _langid  # noqa: F401
+from rnnkit.data import metro_source as _metro_source  # noqa: F401
 from rnnkit.data.cleaning import CleaningReport, clean_text
 from rnnkit.data.datasets import (
     BucketBatchSampler,

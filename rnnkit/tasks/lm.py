@@ -1,4 +1,5 @@
-"""Character language modelling (`task: lm`): maximum likelihood with teacher forcing on padded sentences."""
+"""Character language modelling (`task: lm`): maximum likelihood on padded sentences, teacher forced or with
+scheduled sampling (the model reads its own previous prediction with probability 1 - train.teacher_forcing)."""
 
 from __future__ import annotations
 
@@ -81,12 +82,21 @@ class LanguageModelTask:
 
         return CharLM.from_config(self.cfg.model, len(self.vocab))
 
-    def loss(self, model: nn.Module, batch, device: torch.device) -> tuple[Tensor, Tensor, int]:
-        """(summed nats over real characters, their count, characters read) of one batch, teacher forced."""
+    def loss(self, model: nn.Module, batch, device: torch.device,
+             teacher_forcing: float = 1.0) -> tuple[Tensor, Tensor, int]:
+        """(summed nats over real characters, their count, characters read) of one batch.
+
+        teacher_forcing: probability that a sequence reads the true previous character at each step (the
+        trainer passes the schedule's value); 1 keeps the one-pass forward, below 1 steps one character
+        at a time and feeds the model's own prediction (train.teacher_forcing_feed) otherwise.
+        """
         from rnnkit.models import masked_cross_entropy
 
         inputs, targets, lengths = (t.to(device, non_blocking=True) for t in batch)
-        logits, _ = model(inputs, lengths=lengths)  # (T, B, V)
+        if teacher_forcing >= 1.0:
+            logits, _ = model(inputs, lengths=lengths)  # (T, B, V)
+        else:
+            logits, _ = scheduled_forward(model, inputs, teacher_forcing, self.cfg.train.teacher_forcing_feed)
         # float(): under autocast the logits may be half precision; the loss is summed in fp32.
         loss_sum = masked_cross_entropy(logits.float(), targets, lengths, reduction="sum")
         count = lengths.sum()
@@ -107,6 +117,22 @@ class LanguageModelTask:
             correct, total = penultimate_hits(logits, targets, lengths)
             sums.update(penultimate_correct=float(correct), penultimate_total=float(total))
         return sums
+
+    @torch.no_grad()
+    def free_running_sums(self, model: nn.Module, batch, device: torch.device, feed: str,
+                          generator: torch.Generator | None = None) -> dict[str, float]:
+        """Summed loss and count of one batch when the model reads only its own predictions.
+
+        Free running: after the start symbol the model is never shown the true text; at each step it reads
+        its previous prediction (argmax for feed "greedy", a sample for "sample") and is scored on the true
+        next character. The gap to the teacher-forced loss measures exposure bias.
+        """
+        from rnnkit.models import masked_cross_entropy
+
+        inputs, targets, lengths = (t.to(device) for t in batch)
+        logits, _ = scheduled_forward(model, inputs, 0.0, feed, generator)
+        return {"loss_sum": float(masked_cross_entropy(logits.float(), targets, lengths, reduction="sum")),
+                "count": float(lengths.sum())}
 
     def metrics(self, sums: dict[str, float]) -> dict[str, float]:
         """loss (nats/char), bpc, perplexity (and penultimate_acc on Reber) from summed counts."""
@@ -130,3 +156,28 @@ class LanguageModelTask:
             return [s.text for s in generate(model, self.vocab, [], options, seed, device)]
         finally:
             model.train(was_training)
+
+
+def scheduled_forward(model: nn.Module, inputs: Tensor, p: float, feed: str,
+                      generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Run the LM one character at a time, reading the true input with probability p, else its own guess.
+
+    inputs (T, B) long, starting with the start symbol (always read). At step t > 0 each sequence reads
+    inputs[t] with probability p, else the character picked from its step t-1 logits (`pick_tokens`,
+    PAD excluded). Returns (logits (T, B, V), the characters actually read (T, B)). With p = 1 the logits
+    equal those of `model(inputs)` on every real step. Steps beyond a sequence's length read something
+    too, but their logits are masked out of any loss.
+    """
+    from rnnkit.data.vocab import PAD
+    from rnnkit.training.teacher_forcing import mix_inputs, pick_tokens
+
+    state, steps, read = None, [], []
+    prediction = None
+    for t, truth in enumerate(inputs.unbind(0)):
+        token = truth if prediction is None else mix_inputs(truth, prediction, p, generator)
+        logits, state = model(token.unsqueeze(0), state)  # (1, B, V)
+        steps.append(logits[0])
+        read.append(token)
+        if t + 1 < inputs.shape[0]:
+            prediction = pick_tokens(logits[0], feed, generator, forbidden=PAD)  # (B,)
+    return torch.stack(steps), torch.stack(read)  # (T, B, V), (T, B)

@@ -47,6 +47,7 @@ from rnnkit.training.distributed import (
 )
 from rnnkit.training.monitor import ProgressBar, TensorBoard, console
 from rnnkit.training.optim import Schedule, build_optimizer
+from rnnkit.training.teacher_forcing import TeacherForcingSchedule
 
 NUM_SAMPLES = 3  # sentences sampled for TensorBoard and the end of the run
 
@@ -139,6 +140,7 @@ class Trainer:
         self.model = self.task.build_model().to(self.device)
         self.optimizer = build_optimizer(self.t, self.model.parameters())
         self.schedule = Schedule(self.t)
+        self.teacher_forcing = TeacherForcingSchedule.from_config(self.t)
         self.batch_size = self.pick_batch_size()
         self.setup_precision()
         if self.resume:
@@ -269,10 +271,11 @@ class Trainer:
         """Forward, backward, clip, update. Returns (loss nats/char, grad norm before clipping, characters)."""
         record = self.tb.writer is not None and self.t.histogram_every and (self.step + 1) % self.t.histogram_every == 0
         self.net.train()
-        if record and hasattr(self.model, "record_gates"):
+        # Gates are recorded by a one-pass forward only (scheduled sampling runs one step at a time).
+        if record and hasattr(self.model, "record_gates") and self.teacher_forcing.always:
             self.model.record_gates(True)
         with self.autocast():
-            loss_sum, count, _ = self.task.loss(self.net, batch, self.device)
+            loss_sum, count, _ = self.task.loss(self.net, batch, self.device, **self.loss_options())
         totals = all_reduce_(torch.stack([loss_sum.detach().double(), count.double()]), self.env)
         global_sum, global_count = totals.tolist()
         loss = global_sum / max(global_count, 1.0)
@@ -300,6 +303,13 @@ class Trainer:
         self.batch_in_epoch += 1
         self.schedule.apply(self.optimizer, self.step)
         return loss, norm, global_count
+
+    def loss_options(self) -> dict:
+        """Scheduled sampling: the probability of this step, passed only when it is not pure teacher forcing
+        (tasks that never feed their outputs back do not take it; the config refuses it for them)."""
+        if self.teacher_forcing.always:
+            return {}
+        return {"teacher_forcing": self.teacher_forcing.probability(self.step)}
 
     def log_histograms(self, batch) -> None:
         self.tb.gradients(self.model, self.step + 1)
@@ -369,6 +379,9 @@ class Trainer:
                     self.tb.scalars({"train/loss": mean, "train/bpc": mean / math.log(2),
                                      "train/lr": self.optimizer.param_groups[0]["lr"], "train/grad_norm": norm,
                                      "train/chars_per_sec": cps}, self.step)
+                    if not self.teacher_forcing.always:  # the probability the step just taken used
+                        self.tb.scalars({"train/teacher_forcing": self.teacher_forcing.probability(self.step - 1)},
+                                        self.step)
                 done = self.step >= self.t.max_steps
                 if self.step % self.t.eval_every == 0 or done:
                     metrics = self.evaluate()

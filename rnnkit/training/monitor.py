@@ -103,7 +103,11 @@ def summary_table(result) -> Table:
     table.add_row("steps", f"{result.steps} (epoch {result.epoch}, stopped: {result.stopped})")
     best = result.best_metrics or {}
     if best:
-        table.add_row("best val loss", f"{best['loss']:.4f} nats/char at step {result.best_step}")
+        unit = " nats/char" if "bpc" in best else ""  # classify: nats per sequence; forecast: normalised scale
+        table.add_row("best val loss", f"{best['loss']:.4f}{unit} at step {result.best_step}")
+        for key in ("accuracy", "mae", "rmse", "mape"):  # classify and forecast tasks
+            if key in best:
+                table.add_row(f"best val {key}", f"{best[key]:.4f}")
         if "bpc" in best:
             table.add_row("best val bpc", f"{best['bpc']:.4f}")
         if "penultimate_acc" in best:

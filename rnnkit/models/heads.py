@@ -1,0 +1,122 @@
+"""Task heads on the hand-written recurrent layers: many-to-one classifier, direct and encoder-decoder forecasters."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.errors import ConfigError
+from rnnkit.models.layers import LAYERS
+
+
+def recurrent_stack(model_cfg, input_size: int, bidirectional: bool = False) -> nn.Module:
+    """The `model:` section's recurrent layer (model.cell, hidden_size, num_layers, dropout...)."""
+    cell = model_cfg.cell
+    if cell not in LAYERS:
+        raise ConfigError(f"model.cell: unknown cell {cell!r}; choose one of {', '.join(LAYERS)}")
+    options = {"nonlinearity": model_cfg.nonlinearity} if cell == "rnn" else {}
+    if cell == "lstm":
+        options["forget_bias"] = model_cfg.forget_bias
+    return LAYERS[cell](input_size, model_cfg.hidden_size, model_cfg.num_layers, bias=model_cfg.bias,
+                        dropout=model_cfg.dropout, bidirectional=bidirectional, **options)
+
+
+class SequenceClassifier(nn.Module):
+    """Many-to-one: read a sequence, decode the class from the last state with one linear layer.
+
+    Continuous inputs (metro flows, `input_size` features) go straight into the recurrent layer, as in the
+    course; token inputs (langid characters, `vocab_size` > 0) go through an embedding first. With
+    lengths, each sequence's state stops at its own last real step. Bidirectional: the forward direction's
+    last state and the backward direction's state after reading back to t = 0 are concatenated.
+    """
+
+    def __init__(self, model_cfg, num_classes: int, input_size: int = 0, vocab_size: int = 0):
+        super().__init__()
+        if vocab_size:
+            dim = model_cfg.embedding_dim or model_cfg.hidden_size
+            self.embedding = nn.Embedding(vocab_size, dim)
+            input_size = dim
+        self.rnn = recurrent_stack(model_cfg, input_size, model_cfg.bidirectional)
+        self.drop = nn.Dropout(model_cfg.dropout)
+        self.decoder = nn.Linear(model_cfg.hidden_size * self.rnn.num_directions, num_classes)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """x (T, B, D) float, or (T, B) long tokens -> logits (B, C)."""
+        if hasattr(self, "embedding"):
+            x = self.embedding(x)  # (T, B, E)
+        _, state = self.rnn(x, None, lengths)
+        h = state[0] if isinstance(state, tuple) else state  # (L * dirs, B, H)
+        dirs = self.rnn.num_directions
+        last = h[-dirs:].transpose(0, 1).reshape(h.shape[1], -1)  # (B, dirs * H): the top layer
+        return self.decoder(self.drop(last))
+
+
+class Forecaster(nn.Module):
+    """Many-to-many, direct multi-output: after each input step, predict the next `horizon` steps at once.
+
+    x (T, B, D) -> (T, B, K, N): the hidden state after step t is decoded by one linear layer into
+    K future vectors of N values (N = stations x flows), so every step is supervised and there is no
+    decoder loop to feed its own errors back into.
+    """
+
+    def __init__(self, model_cfg, input_size: int, output_size: int, horizon: int):
+        super().__init__()
+        self.output_size, self.horizon = output_size, horizon
+        self.rnn = recurrent_stack(model_cfg, input_size)
+        self.drop = nn.Dropout(model_cfg.dropout)
+        self.decoder = nn.Linear(model_cfg.hidden_size, horizon * output_size)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """x (T, B, D) -> forecasts (T, B, K, N) in the normalised scale."""
+        out, _ = self.rnn(x, None, lengths)  # (T, B, H)
+        y = self.decoder(self.drop(out))  # (T, B, K * N)
+        return y.view(*y.shape[:2], self.horizon, self.output_size)  # (T, B, K, N)
+
+
+class Seq2SeqForecaster(nn.Module):
+    """Encoder-decoder (DCRNN's and PVCGN's GRU/LSTM baselines): read the history, then forecast one step at a time.
+
+    The encoder reads x (T, B, D), whose first N features are the normalised values (N = stations x flows);
+    a decoder of the same kind starts from its final state and, at step k, reads the previous values next to
+    the `extra` time features of the slot it predicts, and one linear layer decodes its top state into N
+    values. The previous values are the last observed ones at k = 0, then the truth y_{k-1} with probability
+    `teacher_forcing` per sequence (scheduled sampling, `mix_inputs`), else its own forecast, detached as in
+    `mix_inputs`. Evaluation runs free (p = 0); lowering p during training (scheduled sampling) lets the
+    decoder learn from the errors it compounds at test time, which the direct `Forecaster` never reads.
+    """
+
+    def __init__(self, model_cfg, input_size: int, output_size: int, horizon: int, extra: int = 0):
+        super().__init__()
+        self.output_size, self.horizon, self.extra = output_size, horizon, extra
+        self.encoder = recurrent_stack(model_cfg, input_size)
+        self.decoder = recurrent_stack(model_cfg, output_size + extra)
+        self.drop = nn.Dropout(model_cfg.dropout)
+        self.head = nn.Linear(model_cfg.hidden_size, output_size)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None, future: Tensor | None = None,
+                targets: Tensor | None = None, teacher_forcing: float = 0.0) -> Tensor:
+        """x (T, B, D), future (K, B, extra) time features of the predicted slots, targets (K, B, N) normalised
+        truth (read only when teacher_forcing > 0) -> forecasts (1, B, K, N) made after the last input step.
+
+        The leading 1 keeps the direct forecaster's layout (T, B, K, N), whose last row is the forecast.
+        """
+        from rnnkit.training.teacher_forcing import mix_inputs  # here: importing rnnkit.training loads the trainer
+
+        B = x.shape[1]
+        if future is None:
+            if self.extra:
+                raise ValueError(f"the decoder reads {self.extra} time features per step: pass future (K, B, extra)")
+            future = x.new_zeros(self.horizon, B, 0)
+        if teacher_forcing > 0 and targets is None:
+            raise ValueError("teacher_forcing > 0 feeds the truth: pass targets (K, B, N)")
+        _, state = self.encoder(x, None, lengths)
+        last = x[-1] if lengths is None else x[lengths - 1, torch.arange(B, device=x.device)]  # (B, D)
+        previous, forecasts = last[:, :self.output_size], []  # (B, N)
+        for k, time in enumerate(future.unbind(0)):  # time (B, extra)
+            if k:
+                previous = (forecasts[-1].detach() if teacher_forcing <= 0
+                            else mix_inputs(targets[k - 1], forecasts[-1], teacher_forcing))
+            state = self.decoder.one_step(torch.cat([previous, time], dim=-1), state)
+            h = state[0] if isinstance(state, tuple) else state  # (L, B, H)
+            forecasts.append(self.head(self.drop(h[-1])))  # (B, N)
+        return torch.stack(forecasts, dim=1).unsqueeze(0)  # (1, B, K, N)

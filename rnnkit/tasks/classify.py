@@ -1,0 +1,183 @@
+"""Sequence classification (`task: classify`): which metro station a window of flows comes from, or which
+language a few characters are in. Many-to-one: cross-entropy on the class decoded from the last state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnkit.errors import UsageError
+from rnnkit.tasks.artifacts import check_same, normaliser_dict, read_task_json, write_task_json
+
+VOCAB_FILE = "vocab.json"
+REPORT_BATCH = 512
+
+
+class ClassifyTask:
+    """Station (metro, metro-synthetic) or language (langid) from a sequence; see rnnkit/tasks/__init__.py."""
+
+    name = "classify"
+
+    def __init__(self, cfg, data_root: str | Path | None = None):
+        self.cfg, self.data_root = cfg, data_root
+        self.data = None
+        self.info: dict = {}
+
+    # --- data and artifacts -------------------------------------------------------------------
+
+    def setup(self) -> ClassifyTask:
+        from rnnkit.data import prepare_corpus
+        from rnnkit.data.classes import StationWindows, TextSamples
+        from rnnkit.data.langid import load_langid
+        from rnnkit.data.metro_source import is_metro, load_metro
+
+        source = self.cfg.data.source
+        if not (is_metro(source) or source == "langid"):
+            raise UsageError(f"task: classify reads data.source metro, metro-synthetic or langid, not {source!r}")
+        folder = prepare_corpus(self.cfg.data, root=self.data_root)
+        if is_metro(source):
+            self.data = StationWindows(self.cfg.data, *load_metro(folder))
+        else:
+            self.data = TextSamples(self.cfg.data, *load_langid(folder))
+        self.info = self._info()
+        return self
+
+    def _info(self) -> dict:
+        d = self.data
+        info = {"kind": d.kind, "classes": d.class_names, "input_size": d.input_size, "vocab_size": d.vocab_size}
+        if d.kind == "metro":
+            info.update(normaliser_dict(d.normaliser))
+        return info
+
+    @classmethod
+    def from_run(cls, cfg, run_dir: str | Path) -> ClassifyTask:
+        task = cls(cfg)
+        task.info = read_task_json(Path(run_dir))
+        return task
+
+    def save_artifacts(self, run_dir: Path) -> None:
+        write_task_json(run_dir, self.info)
+        if self.data.kind == "text":
+            self.data.vocab.save(Path(run_dir) / VOCAB_FILE)
+
+    def check_artifacts(self, run_dir: Path) -> None:
+        check_same(Path(run_dir), read_task_json(Path(run_dir)), self.info)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.info["classes"]
+
+    def num_sequences(self, split: str) -> int:
+        return self.data.num_items(split)
+
+    def batches(self, split: str, batch_size: int, seed: int, shuffle: bool, num_replicas: int = 1, rank: int = 0,
+                length: int | None = None):
+        """Batches (inputs (T, B, F) or (T, B), labels (B,), lengths (B,)); `length` fixes T (evaluation)."""
+        return self.data.batches(split, batch_size, seed, shuffle, num_replicas, rank, length=length)
+
+    # --- model, loss, metrics -----------------------------------------------------------------
+
+    def build_model(self) -> nn.Module:
+        from rnnkit.models.heads import SequenceClassifier
+
+        return SequenceClassifier(self.cfg.model, len(self.class_names), input_size=self.info["input_size"],
+                                  vocab_size=self.info["vocab_size"])
+
+    @staticmethod
+    def _logits(model: nn.Module, batch, device: torch.device) -> tuple[Tensor, Tensor]:
+        inputs, labels, lengths = (t.to(device, non_blocking=True) for t in batch[:3])
+        ragged = bool((lengths != inputs.shape[0]).any())  # all full length: skip the masking work
+        return model(inputs, lengths if ragged else None).float(), labels  # (B, C), (B,)
+
+    def loss(self, model: nn.Module, batch, device: torch.device) -> tuple[Tensor, Tensor, int]:
+        """(summed cross-entropy over the batch's sequences, their count, time steps read)."""
+        logits, labels = self._logits(model, batch, device)
+        count = torch.tensor(float(len(labels)), device=device)
+        return F.cross_entropy(logits, labels, reduction="sum"), count, int(batch[2].sum())
+
+    @torch.no_grad()
+    def eval_sums(self, model: nn.Module, batch, device: torch.device) -> dict[str, float]:
+        logits, labels = self._logits(model, batch, device)
+        return {"loss_sum": float(F.cross_entropy(logits, labels, reduction="sum")), "count": float(len(labels)),
+                "correct": float((logits.argmax(-1) == labels).sum())}
+
+    def metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        """loss (nats per sequence), accuracy and the 0-1 error."""
+        n = max(sums["count"], 1.0)
+        accuracy = sums.get("correct", 0.0) / n
+        return {"loss": sums["loss_sum"] / n, "accuracy": accuracy, "error": 1.0 - accuracy}
+
+    def samples(self, model: nn.Module, device: torch.device, n: int = 3, seed: int = 0, **_) -> list[str]:
+        return []
+
+    # --- the evaluation report ----------------------------------------------------------------
+
+    @torch.no_grad()
+    def predictions(self, model: nn.Module, split: str, batch_size: int, device: torch.device,
+                    length: int | None = None) -> tuple[Tensor, Tensor]:
+        """(predicted, true) class ids (N,) over every sequence of the split (at window `length`)."""
+        preds, trues = [], []
+        for batch in self.batches(split, batch_size, 0, False, length=length):
+            logits, labels = self._logits(model, batch, device)
+            preds.append(logits.argmax(-1).cpu())
+            trues.append(labels.cpu())
+        if not preds:
+            return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+        return torch.cat(preds), torch.cat(trues)
+
+    def report(self, model: nn.Module, split: str, batch_size: int, device: torch.device) -> dict:
+        """Confusion matrix, per-class accuracy and accuracy against the window length on `split`."""
+        from rnnkit.metrics import accuracy, confusion_matrix, per_class_accuracy
+
+        was_training = model.training
+        model.eval()
+        batch_size = max(batch_size, REPORT_BATCH)  # inference only: large batches, few Python loops
+        try:
+            pred, true = self.predictions(model, split, batch_size, device)
+            confusion = confusion_matrix(pred, true, len(self.class_names))
+            by_length = []
+            for length in self.data.report_lengths():
+                p, t = self.predictions(model, split, batch_size, device, length=length)
+                if len(t):
+                    by_length.append({"length": length, "accuracy": accuracy(confusion_matrix(
+                        p, t, len(self.class_names))), "sequences": len(t)})
+        finally:
+            model.train(was_training)
+        return {"classes": self.class_names, "confusion": confusion.tolist(),
+                "per_class_accuracy": {name: None if acc != acc else acc  # nan (no example) is no JSON
+                                       for name, acc in zip(self.class_names, per_class_accuracy(confusion),
+                                                            strict=True)},
+                "accuracy_by_length": by_length, "window": self.cfg.data.window if self.data.kind == "metro"
+                else None}
+
+    @staticmethod
+    def tables(record: dict) -> list:
+        """Rich tables of an `eval` record: summary, per-class accuracy with the confusion matrix, by length."""
+        from rich.table import Table
+
+        head = Table(title=f"{record['run']}: classification on {record['split']} ({record['which']}, "
+                           f"step {record['step']})")
+        for column in ("sequences", "loss", "accuracy", "0-1 error"):
+            head.add_column(column, justify="right")
+        head.add_row(str(record["items"]), f"{record['loss']:.4f}", f"{record['accuracy']:.4f}",
+                     f"{record['error']:.4f}")
+        classes = record["classes"]
+        confusion = Table(title="per-class accuracy and confusion matrix (rows: true class, columns: predicted "
+                                "class number)", show_edge=False, padding=(0, 1))
+        confusion.add_column("class", no_wrap=True)
+        confusion.add_column("acc.", justify="right", no_wrap=True)
+        for k in range(len(classes)):
+            confusion.add_column(str(k), justify="right", no_wrap=True)
+        for k, name in enumerate(classes):
+            acc = record["per_class_accuracy"][name]
+            label = name if name.endswith(f" {k}") else f"{k} {name}"  # "station 3" already says 3
+            confusion.add_row(label, "-" if acc is None else f"{acc:.3f}", *(str(n) for n in record["confusion"][k]))
+        lengths = Table(title="accuracy against the test window length")
+        for column in ("length", "sequences", "accuracy"):
+            lengths.add_column(column, justify="right")
+        for row in record["accuracy_by_length"]:
+            lengths.add_row(str(row["length"]), str(row["sequences"]), f"{row['accuracy']:.4f}")
+        return [head, confusion, lengths]

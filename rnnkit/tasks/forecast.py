@@ -1,0 +1,244 @@
+"""Ridership forecasting (`task: forecast`): one multivariate model R^{S x F} -> R^{S x F} over all stations.
+
+Windows of data.history + data.horizon quarter-hours inside one day. model.forecaster picks the model: direct
+(after each input step, the next data.horizon steps at once) or seq2seq (an encoder-decoder forecasting one
+step at a time from the last input step, trained with teacher forcing or scheduled sampling). Scoring follows
+PVCGN: the forecasts made after the last input step, on the original count scale, per horizon, masked where
+the truth is 0, next to two naive baselines computed on the same windows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnkit.errors import UsageError
+from rnnkit.tasks.artifacts import check_same, normaliser_dict, normaliser_from, read_task_json, write_task_json
+
+# where the batch dimension is in (x, y, lengths, truth, windows, future)
+BATCH_DIMS = (1, 1, 0, 0, 0, 1)
+BASELINES = {"last_value": "last value repeated", "slot_average": "same-slot average of the training days"}
+
+
+class ForecastTask:
+    """See rnnkit/tasks/__init__.py for the protocol; batches are (x, y, lengths, truth, windows, future)."""
+
+    name = "forecast"
+
+    def __init__(self, cfg, data_root: str | Path | None = None):
+        self.cfg, self.data_root = cfg, data_root
+        self.info: dict = {}
+
+    # --- data and artifacts -------------------------------------------------------------------
+
+    def setup(self) -> ForecastTask:
+        from rnnkit.data import prepare_corpus
+        from rnnkit.data.metro import Normaliser, metro_splits, select, slot_average
+        from rnnkit.data.metro_source import is_metro, load_metro
+
+        d = self.cfg.data
+        if not is_metro(d.source):
+            raise UsageError(f"task: forecast reads data.source metro (with data.path) or metro-synthetic, "
+                             f"not {d.source!r}")
+        train, test = load_metro(prepare_corpus(d, root=self.data_root))
+        self.raw = {k: select(v, d.stations, d.flows) for k, v in metro_splits(train, test, d.val_days).items()}
+        self.normaliser = Normaliser.fit(self.raw["train"], per=d.normalise)
+        self.z = {k: self.normaliser.apply(v).flatten(2) for k, v in self.raw.items()}  # (D, 73, N)
+        self.average = slot_average(self.raw["train"]).flatten(1)  # (73, N)
+        shape = self.raw["train"].shape
+        self.info = {"stations": shape[2], "flows": shape[3], **normaliser_dict(self.normaliser)}
+        return self
+
+    @classmethod
+    def from_run(cls, cfg, run_dir: str | Path) -> ForecastTask:
+        task = cls(cfg)
+        task.info = read_task_json(Path(run_dir))
+        task.normaliser = normaliser_from(task.info)
+        return task
+
+    def save_artifacts(self, run_dir: Path) -> None:
+        write_task_json(run_dir, self.info)
+
+    def check_artifacts(self, run_dir: Path) -> None:
+        check_same(Path(run_dir), read_task_json(Path(run_dir)), self.info)
+
+    @property
+    def output_size(self) -> int:
+        return self.info["stations"] * self.info["flows"]
+
+    def windows(self, split: str) -> Tensor:
+        from rnnkit.data.metro import window_starts
+
+        return window_starts(self.z[split].shape[0], self.cfg.data.history + self.cfg.data.horizon)
+
+    def num_sequences(self, split: str) -> int:
+        return len(self.windows(split))
+
+    def batches(self, split: str, batch_size: int, seed: int, shuffle: bool, num_replicas: int = 1, rank: int = 0):
+        from rnnkit.data.batches import IndexBatches
+
+        # every window of the split built once (a few MB), then batches are index_select calls
+        every = self.make_batch(split, self.windows(split))
+        n = len(every[4])  # the windows
+
+        def build(idx, epoch: int, number: int) -> tuple[Tensor, ...]:
+            rows = torch.from_numpy(idx)
+            return tuple(t.index_select(dim, rows) for t, dim in zip(every, BATCH_DIMS, strict=True))
+
+        return IndexBatches(n, build, batch_size, seed, shuffle, num_replicas=num_replicas, rank=rank)
+
+    def make_batch(self, split: str, windows: Tensor) -> tuple[Tensor, ...]:
+        """windows (B, 2) (day, first slot) -> x (H, B, D), y (H, B, K, N) normalised, lengths (B,),
+        truth (B, K, N) counts after the last input step, windows, future (K, B, extra): the time features
+        of the slots forecast after the last input step (what the seq2seq decoder reads)."""
+        from rnnkit.data.metro import time_of_day
+
+        z, H, K = self.z[split], self.cfg.data.history, self.cfg.data.horizon
+        day, slots = windows[:, :1], windows[:, 1:2] + torch.arange(H)  # (B, 1), (B, H)
+        x = z[day, slots]  # (B, H, N)
+        ahead = slots.unsqueeze(-1) + torch.arange(1, K + 1)  # (B, H, K)
+        future = torch.zeros(len(windows), K, 0)  # (B, K, 0)
+        if self.cfg.data.time_features:
+            x = torch.cat([x, time_of_day(slots)], dim=-1)  # (B, H, N + 2)
+            future = time_of_day(ahead[:, -1])  # (B, K, 2)
+        y = z[day.unsqueeze(-1), ahead]  # (B, H, K, N)
+        truth = self.raw[split].flatten(2)[day, ahead[:, -1]]  # (B, K, N)
+        lengths = torch.full((len(windows),), H)
+        return (x.transpose(0, 1).contiguous(), y.transpose(0, 1).contiguous(), lengths, truth, windows,
+                future.transpose(0, 1).contiguous())
+
+    # --- model, loss, metrics -----------------------------------------------------------------
+
+    def build_model(self) -> nn.Module:
+        from rnnkit.models.heads import Forecaster, Seq2SeqForecaster
+
+        m, N, K = self.cfg.model, self.output_size, self.cfg.data.horizon
+        extra = 2 if self.cfg.data.time_features else 0
+        forecasters = {"direct": lambda: Forecaster(m, N + extra, N, K),
+                       "seq2seq": lambda: Seq2SeqForecaster(m, N + extra, N, K, extra)}
+        return forecasters[m.forecaster]()
+
+    def _errors(self, pred: Tensor, y: Tensor) -> Tensor:
+        t = self.cfg.train
+        if t.loss == "huber":
+            return F.huber_loss(pred, y, reduction="sum", delta=t.huber_delta)
+        return F.mse_loss(pred, y, reduction="sum")
+
+    def _predict(self, model: nn.Module, batch, device: torch.device, teacher_forcing: float = 0.0) -> Tensor:
+        """Normalised forecasts (H, B, K, N) after every input step (direct), or (1, B, K, N) after the last one
+        (seq2seq, whose decoder reads the truth y with probability teacher_forcing, else its own forecasts)."""
+        x = batch[0].to(device, non_blocking=True)
+        if self.cfg.model.forecaster == "direct":
+            return model(x).float()
+        future = batch[5].to(device, non_blocking=True)
+        targets = None  # p = 0 (evaluation): free running, the truth is not even handed over
+        if teacher_forcing > 0:
+            targets = batch[1][-1].transpose(0, 1).to(device, non_blocking=True)  # (K, B, N)
+        return model(x, future=future, targets=targets, teacher_forcing=teacher_forcing).float()
+
+    def _supervised(self, pred: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The (forecast, truth) pairs the loss reads: seq2seq only forecasts after the last input step."""
+        if self.cfg.train.supervise == "last" or self.cfg.model.forecaster == "seq2seq":
+            return pred[-1:], y[-1:]
+        return pred, y
+
+    def loss(self, model: nn.Module, batch, device: torch.device,
+             teacher_forcing: float = 1.0) -> tuple[Tensor, Tensor, int]:
+        """(summed loss over every supervised value, their count, input steps read).
+
+        teacher_forcing: the probability that the seq2seq decoder reads the true previous values (the trainer
+        passes the schedule's value, or nothing: pure teacher forcing); the config refuses p < 1 for direct.
+        """
+        pred = self._predict(model, batch, device, teacher_forcing)
+        pred, y = self._supervised(pred, batch[1].to(device, non_blocking=True))
+        count = torch.tensor(float(y.numel()), device=device)
+        return self._errors(pred, y), count, int(batch[2].sum())
+
+    def counts(self, pred_z: Tensor) -> Tensor:
+        """Normalised forecasts (..., N) -> counts (..., N), clipped at 0 (ridership is never negative)."""
+        s, f = self.info["stations"], self.info["flows"]
+        out = self.normaliser.invert(pred_z.reshape(*pred_z.shape[:-1], s, f).cpu())
+        return out.clamp_min(0.0).flatten(-2)
+
+    @torch.no_grad()
+    def eval_sums(self, model: nn.Module, batch, device: torch.device) -> dict[str, float]:
+        """Summed loss plus PVCGN's masked error sums per horizon (original scale, last input step)."""
+        from rnnkit.metrics import masked_error_sums
+
+        pred = self._predict(model, batch, device)  # free running: the honest forecast
+        p, t = self._supervised(pred, batch[1].to(device))
+        sums = {"loss_sum": float(self._errors(p, t)), "count": float(t.numel())}
+        errors = masked_error_sums(self.counts(pred[-1]), batch[3])
+        for key, values in errors.items():
+            sums.update({f"{key}_{k + 1}": float(v) for k, v in enumerate(values)})
+        return sums
+
+    def metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        """loss (normalised scale), then MAE/RMSE/MAPE averaged over horizons and MAE per horizon."""
+        from rnnkit.metrics import horizon_errors
+
+        out = {"loss": sums["loss_sum"] / max(sums["count"], 1.0)}
+        K = self.cfg.data.horizon
+        if f"n_{K}" in sums:
+            rows = horizon_errors(self._stack(sums))
+            for key in ("mae", "rmse", "mape"):
+                out[key] = sum(r[key] for r in rows) / len(rows)
+            out.update({f"mae_{r['minutes']}min": r["mae"] for r in rows})
+        return out
+
+    def _stack(self, sums: dict[str, float]) -> dict[str, Tensor]:
+        K = self.cfg.data.horizon
+        return {key: torch.tensor([sums[f"{key}_{k}"] for k in range(1, K + 1)], dtype=torch.float64)
+                for key in ("abs", "sq", "pct", "n")}
+
+    def samples(self, model: nn.Module, device: torch.device, n: int = 3, seed: int = 0, **_) -> list[str]:
+        return []
+
+    # --- the evaluation report ----------------------------------------------------------------
+
+    def baseline_forecasts(self, split: str, windows: Tensor) -> dict[str, Tensor]:
+        """(B, K, N) counts of each naive baseline for the windows (day, first slot)."""
+        H, K = self.cfg.data.history, self.cfg.data.horizon
+        last = windows[:, 1] + H - 1  # (B,) the last input slot
+        seen = self.raw[split].flatten(2)[windows[:, 0], last]  # (B, N)
+        ahead = last.unsqueeze(1) + torch.arange(1, K + 1)  # (B, K)
+        return {"last_value": seen.unsqueeze(1).expand(-1, K, -1), "slot_average": self.average[ahead]}
+
+    @torch.no_grad()
+    def report(self, model: nn.Module, split: str, batch_size: int, device: torch.device) -> dict:
+        """MAE/RMSE/MAPE per horizon of the model and of the two baselines on the same windows."""
+        from rnnkit.metrics import add_sums, horizon_errors, masked_error_sums
+
+        was_training = model.training
+        model.eval()
+        totals: dict[str, dict | None] = {"model": None, **{k: None for k in BASELINES}}
+        try:
+            for batch in self.batches(split, max(batch_size, 512), 0, False):
+                truth, windows = batch[3], batch[4]
+                forecasts = {"model": self.counts(self._predict(model, batch, device)[-1]),
+                             **self.baseline_forecasts(split, windows)}
+                for key, pred in forecasts.items():
+                    totals[key] = add_sums(totals[key], masked_error_sums(pred, truth))
+        finally:
+            model.train(was_training)
+        return {"windows": self.num_sequences(split), "horizons": horizon_errors(totals["model"]),
+                "baselines": {k: horizon_errors(totals[k]) for k in BASELINES}}
+
+    @staticmethod
+    def tables(record: dict) -> list:
+        """One rich table: per horizon, the model's MAE/RMSE/MAPE next to the two baselines'."""
+        from rich.table import Table
+
+        table = Table(title=f"{record['run']}: forecast on {record['split']} ({record['windows']} windows, "
+                            f"{record['which']}, step {record['step']}); MAE / RMSE / MAPE on counts, zeros masked")
+        table.add_column("horizon", justify="right")
+        for label in ("model", *BASELINES.values()):
+            table.add_column(label, justify="right")
+        for k, row in enumerate(record["horizons"]):
+            cells = [row, *(record["baselines"][b][k] for b in BASELINES)]
+            table.add_row(f"{row['minutes']} min", *(f"{c['mae']:.2f} / {c['rmse']:.2f} / {c['mape']:.2f}%"
+                                                      for c in cells))
+        return [table]

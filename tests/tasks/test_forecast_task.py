@@ -1,0 +1,208 @@
+"""`task: forecast` on tiny synthetic metro files: in-day windows, train-only statistics, PVCGN-style eval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from rnnkit.cli import app
+from rnnkit.config import config_from_dict
+from rnnkit.data.metro import SLOTS, save_metro, synthetic_metro, time_of_day
+from rnnkit.errors import ConfigError
+from rnnkit.metrics import horizon_errors, masked_error_sums
+from rnnkit.tasks import ForecastTask
+
+
+def _cfg(path, forecaster="direct", **data):
+    return config_from_dict({"task": "forecast", "data": {"source": "metro", "path": str(path), "val_days": 1,
+                                                          **data},
+                             "model": {"cell": "gru", "hidden_size": 8, "forecaster": forecaster},
+                             "train": {"batch_size": 16, "max_steps": 6, "eval_every": 3, "checkpoint_every": 3,
+                                       "device": "cpu", "histogram_every": 0}})
+
+
+@pytest.fixture
+def labelled(tmp_path):
+    """Counts that say where they come from: day * 1000 + slot + 1 at every station and flow."""
+    days = torch.arange(5).view(5, 1, 1, 1) * 1000.0
+    slots = torch.arange(SLOTS).view(1, SLOTS, 1, 1) + 1.0
+    x = (days + slots).expand(5, SLOTS, 3, 2).contiguous()
+    x[..., 1, 1] *= 2  # stations and flows differ a little
+    return save_metro(tmp_path / "labelled.npz", x[:3], x[3:])
+
+
+def test_windows_never_cross_a_day_and_targets_follow_the_inputs(labelled, tmp_path):
+    task = ForecastTask(_cfg(labelled, history=4, horizon=3), tmp_path).setup()
+    assert task.num_sequences("train") == 3 * (SLOTS - 7 + 1)
+    for split in ("train", "val", "test"):
+        for x, y, lengths, truth, windows, future in task.batches(split, 50, seed=0, shuffle=True):
+            counts = task.normaliser.invert(x[..., :6].reshape(4, -1, 3, 2))[..., 0, 0]  # (H, B)
+            day, slot = (counts.round() // 1000), (counts.round() % 1000) - 1
+            assert (day == day[0]).all() and (slot[1:] - slot[:-1] == 1).all()  # one day, consecutive slots
+            assert (slot[0] == windows[:, 1]).all()
+            seen = truth[..., 0]  # (B, K) counts after the last input step
+            assert (seen // 1000 == day[0].unsqueeze(1)).all()
+            assert torch.equal(seen % 1000 - 1, slot[-1].unsqueeze(1) + torch.arange(1, 4))
+            target = task.normaliser.invert(y.reshape(4, -1, 3, 3, 2))[..., 0, 0].round()  # (H, B, K)
+            assert torch.equal(target[-1], seen) and (target // 1000 == day.unsqueeze(-1)).all()
+            assert (lengths == 4).all()
+            assert torch.equal(future, time_of_day(slot[-1].unsqueeze(0) + torch.arange(1, 4).unsqueeze(1)))
+
+
+def test_statistics_come_from_the_training_days_only(tmp_path):
+    train, test = synthetic_metro(train_days=3, test_days=3, stations=4, seed=0)
+    a = save_metro(tmp_path / "a.npz", train, test)
+    b = save_metro(tmp_path / "b.npz", train, test * 3 + 7)
+    ta, tb = ForecastTask(_cfg(a), tmp_path).setup(), ForecastTask(_cfg(b), tmp_path).setup()
+    assert ta.info["mean"] == tb.info["mean"] and ta.info["std"] == tb.info["std"]
+    assert torch.allclose(ta.normaliser.mean, train.mean(dim=(0, 1)))
+    assert not torch.equal(ta.z["test"], tb.z["test"])
+
+
+def test_baselines_follow_the_pvcgn_protocol(tmp_path):
+    train, test = synthetic_metro(train_days=3, test_days=3, stations=4, seed=2)
+    test[1, 30:40, 0, 0] = 0  # zero targets are masked out
+    task = ForecastTask(_cfg(save_metro(tmp_path / "m.npz", train, test)), tmp_path).setup()
+    model = task.build_model()
+    report = task.report(model, "test", 64, torch.device("cpu"))
+    # by hand: windows of 4 + 4 inside each test day (test[1:]), the last input value repeated
+    days = test[1:].flatten(2)  # (2, 73, N)
+    preds, truths = [], []
+    for d in range(2):
+        for s in range(SLOTS - 8 + 1):
+            preds.append(days[d, s + 3].expand(4, -1))
+            truths.append(days[d, s + 4:s + 8])
+    hand = horizon_errors(masked_error_sums(torch.stack(preds), torch.stack(truths)))
+    assert report["windows"] == 2 * 66
+    for got, want in zip(report["baselines"]["last_value"], hand, strict=True):
+        assert got == pytest.approx(want)
+    average = train.mean(dim=0).flatten(1)  # (73, N)
+    slot_avg = horizon_errors(masked_error_sums(
+        torch.stack([average[s + 4:s + 8] for _ in range(2) for s in range(66)]), torch.stack(truths)))
+    assert report["baselines"]["slot_average"][3]["mae"] == pytest.approx(slot_avg[3]["mae"])
+
+
+def test_train_then_eval_json_and_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    path = save_metro(tmp_path / "m.npz", *synthetic_metro(train_days=3, test_days=3, stations=4, seed=0))
+    cfg = {"task": "forecast", "data": {"source": "metro", "path": str(path), "val_days": 1},
+           "model": {"cell": "lstm", "hidden_size": 8},
+           "train": {"batch_size": 16, "max_steps": 4, "eval_every": 2, "checkpoint_every": 2, "device": "cpu",
+                     "loss": "huber", "histogram_every": 0}}
+    (tmp_path / "f.yaml").write_text(yaml.safe_dump(cfg))
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "f.yaml", "-q"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["eval", "runs/f", "--split", "test", "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["task"] == "forecast" and [r["minutes"] for r in record["horizons"]] == [15, 30, 45, 60]
+    assert set(record["baselines"]) == {"last_value", "slot_average"}
+    assert all(r["mae"] > 0 and r["rmse"] >= r["mae"] for r in record["horizons"])
+    result = runner.invoke(app, ["eval", "runs/f", "--split", "test"])
+    assert result.exit_code == 0 and "last value repeated" in result.stdout and "60 min" in result.stdout
+
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared" / "data" / "hzmetro"
+
+
+@pytest.mark.parametrize("name", ["metro_forecast.yaml", "metro_classify.yaml"])
+def test_shipped_metro_configs_run_on_the_synthetic_twin(name, tmp_path):
+    from rnnkit.config import load_config
+    from rnnkit.tasks import get_task
+
+    cfg = load_config(ROOT / "configs" / name, ["data.source=metro-synthetic", "data.path=null",
+                                                  "model.hidden_size=8"])
+    task = get_task(cfg.task)(cfg, tmp_path).setup()
+    model = task.build_model()
+    loss, count, _ = task.loss(model, next(iter(task.batches("train", 4, 0, True))), torch.device("cpu"))
+    assert torch.isfinite(loss) and count > 0
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data/hzmetro is not beside the checkout")
+def test_real_baselines_match_the_numbers_computed_beside_the_data(tmp_path):
+    """PVCGN_RESULTS.md: last-value persistence MAE 43.8 / 64.8 / 86.5 / 105.1 on test[2:]."""
+    cfg = _cfg(SHARED / "hzdataset.npz", val_days=2)
+    task = ForecastTask(cfg, tmp_path).setup()
+    report = task.report(task.build_model(), "test", 512, torch.device("cpu"))
+    assert report["windows"] == 330
+    maes = [r["mae"] for r in report["baselines"]["last_value"]]
+    assert maes == pytest.approx([43.8, 64.8, 86.5, 105.1], abs=0.06)
+
+
+def test_a_run_refuses_data_with_other_statistics(tmp_path):
+    from rnnkit.errors import CheckpointError
+
+    train, test = synthetic_metro(train_days=3, test_days=3, stations=4, seed=0)
+    a = ForecastTask(_cfg(save_metro(tmp_path / "a.npz", train, test)), tmp_path).setup()
+    a.save_artifacts(tmp_path)
+    a.check_artifacts(tmp_path)
+    assert ForecastTask.from_run(a.cfg, tmp_path).build_model() is not None
+    b = ForecastTask(_cfg(save_metro(tmp_path / "b.npz", train + 1, test)), tmp_path).setup()
+    with pytest.raises(CheckpointError, match="another mean"):
+        b.check_artifacts(tmp_path)
+
+
+def test_seq2seq_trains_teacher_forced_and_is_scored_free_running(tmp_path):
+    train, test = synthetic_metro(train_days=3, test_days=3, stations=4, seed=0)
+    cfg = _cfg(save_metro(tmp_path / "m.npz", train, test), forecaster="seq2seq")
+    assert cfg.train.supervise == "all"  # ignored by seq2seq: it only forecasts after the last input step
+    task = ForecastTask(cfg, tmp_path).setup()
+    torch.manual_seed(0)
+    model, cpu = task.build_model(), torch.device("cpu")
+    x, y, _, _, _, future = batch = next(iter(task.batches("train", 16, 0, True)))
+    default, count, _ = task.loss(model, batch, cpu)  # what the trainer calls with a constant 1.0 schedule
+    assert count == 16 * 4 * 8  # B x K x N: y[-1] only
+    forced, _, _ = task.loss(model, batch, cpu, teacher_forcing=1.0)
+    free, _, _ = task.loss(model, batch, cpu, teacher_forcing=0.0)
+    assert torch.equal(default, forced) and not torch.allclose(forced, free)
+    assert task.eval_sums(model, batch, cpu)["loss_sum"] == pytest.approx(free.item())
+    by_hand = model(x, future=future).squeeze(0)  # (B, K, N) free running
+    assert free.item() == pytest.approx(torch.nn.functional.mse_loss(by_hand, y[-1], reduction="sum").item())
+
+
+def test_seq2seq_with_scheduled_sampling_end_to_end(tmp_path, monkeypatch):
+    from rnnkit.models.heads import Seq2SeqForecaster
+
+    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    seen = []  # (training?, teacher_forcing) of every forward pass
+    forward = Seq2SeqForecaster.forward
+    monkeypatch.setattr(Seq2SeqForecaster, "forward", lambda self, *a, teacher_forcing=0.0, **kw: seen.append(
+        (self.training, teacher_forcing)) or forward(self, *a, teacher_forcing=teacher_forcing, **kw))
+    cfg = {"task": "forecast", "data": {"source": "metro-synthetic", "stations": 4, "val_days": 1},
+           "model": {"cell": "gru", "hidden_size": 8, "num_layers": 2, "forecaster": "seq2seq"},
+           "train": {"batch_size": 16, "max_steps": 4, "eval_every": 4, "eval_batches": 1, "checkpoint_every": 4,
+                     "device": "cpu", "histogram_every": 0, "teacher_forcing_schedule": "linear",
+                     "teacher_forcing_steps": 4}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(cfg))
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "s.yaml", "-q"])
+    assert result.exit_code == 0, result.output
+    assert [p for training, p in seen if training] == [1.0, 0.75, 0.5, 0.25]
+    assert {p for training, p in seen if not training} == {0.0}  # validation runs free
+    result = runner.invoke(app, ["eval", "runs/s", "--split", "test", "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert [r["minutes"] for r in record["horizons"]] == [15, 30, 45, 60]
+    assert all(r["mae"] > 0 for r in record["horizons"]) and set(record["baselines"]) == {"last_value", "slot_average"}
+
+
+def test_scheduled_teacher_forcing_needs_the_seq2seq_forecaster():
+    base = {"task": "forecast", "train": {"teacher_forcing_schedule": "inverse_sigmoid"}}
+    with pytest.raises(ConfigError, match=r"train.teacher_forcing: the direct forecaster \(model.forecaster: direct"):
+        config_from_dict(base)
+    with pytest.raises(ConfigError, match="model.forecaster: seq2seq"):
+        config_from_dict({"task": "forecast", "train": {"teacher_forcing": 0.5}})
+    assert config_from_dict({**base, "model": {"forecaster": "seq2seq"}}).model.forecaster == "seq2seq"
+    assert config_from_dict({"task": "forecast"}).model.forecaster == "direct"  # teacher forced: either model
+    with pytest.raises(ConfigError, match="model.forecaster: only applies to task: forecast"):
+        config_from_dict({"task": "lm", "model": {"forecaster": "seq2seq"}})
