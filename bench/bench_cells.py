@@ -1,9 +1,9 @@
 """Micro-benchmark: forward+backward time of rnnkit's LSTM layer relative to torch.nn.LSTM.
 
-Run as `python bench/bench_cells.py [--repeats N] [--device cpu|cuda]`. Both layers run side by side
-in the same process on the same inputs (input size 64, T=100, one layer); each time is the median of
-several repeats after a warm-up. Ratio = rnnkit time / torch.nn time (lower is better, 1.0 = parity).
-Absolute times drift between machines; the ratios are what to compare.
+Run as `python bench/bench_cells.py [--repeats N] [--device cpu|cuda] [--backend auto|reference|fused]`.
+Both layers run side by side in the same process on the same inputs (input size 64, T=100, one layer);
+each time is the median of several repeats after a warm-up. Ratio = rnnkit time / torch.nn time (lower
+is better, 1.0 = parity). Absolute times drift between machines; the ratios are what to compare.
 """
 
 from __future__ import annotations
@@ -41,13 +41,13 @@ def time_fwd_bwd(module: nn.Module, x: torch.Tensor, warmup: int, repeats: int) 
     return statistics.median(times)
 
 
-def run(device: torch.device, warmup: int, repeats: int) -> list[tuple[int, int, float, float]]:
+def run(device: torch.device, warmup: int, repeats: int, backend: str = "auto") -> list[tuple[int, int, float, float]]:
     """Rows (hidden, batch, rnnkit seconds, torch.nn seconds)."""
     rows = []
     for hidden, batch in SHAPES:
         torch.manual_seed(0)
         reference = nn.LSTM(INPUT_SIZE, hidden).to(device)
-        ours = LSTM.from_torch(reference)
+        ours = LSTM.from_torch(reference, backend=backend)
         x = torch.randn(T, batch, INPUT_SIZE, device=device, requires_grad=True)
         # Alternate the two so that slow drifts (thermal, other load) hit both alike.
         t_ours, t_ref = [], []
@@ -63,15 +63,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per round (3 rounds)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs before each round")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--backend", default="auto", choices=["auto", "reference", "fused"], help="rnnkit's backend")
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
-          f"LSTM 1 layer, input {INPUT_SIZE}, T={T}, fp32, forward+backward")
+          f"LSTM 1 layer, input {INPUT_SIZE}, T={T}, fp32, forward+backward, backend {args.backend}")
     if device.type == "cuda":
         print(f"cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}, "
               f"matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32}")
     print(f"{'hidden':>6} {'batch':>5} {'rnnkit ms':>10} {'nn.LSTM ms':>10} {'ratio':>6}")
-    for hidden, batch, ours, ref in run(device, args.warmup, args.repeats):
+    for hidden, batch, ours, ref in run(device, args.warmup, args.repeats, args.backend):
         print(f"{hidden:>6} {batch:>5} {ours * 1e3:>10.1f} {ref * 1e3:>10.1f} {ours / ref:>6.2f}")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
@@ -37,6 +36,21 @@ class TorchLSTM(nn.Module):
         return self.head(out[0]).log_softmax(-1), state
 
 
+class GraphedLM(nn.Module):
+    """A CharLM whose step() replays CUDA graphs (one per batch size), built after the move to the GPU."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm, self._step = lm, None
+
+    def step(self, tokens, state=None):
+        if self._step is None:
+            from rnnkit.models.cuda_graphs import GraphedDecodeStep
+
+            self._step = GraphedDecodeStep(self.lm.step, self.lm.init_state)
+        return self._step(tokens, state)
+
+
 def charlm():
     """rnnkit's own CharLM when it exists and imports, else None."""
     try:
@@ -55,7 +69,8 @@ def sync(device):
 
 @torch.no_grad()
 def time_method(model, device, kwargs, length, repeats) -> float:
-    """Median seconds to generate one sequence of exactly `length` characters (EOS never stops it)."""
+    """Seconds to generate one sequence of exactly `length` characters (EOS never stops it): the fastest
+    of `repeats` runs, since other load on a shared machine only ever adds time."""
     options = DecodeOptions(max_len=length, stop_at_eos=False, **kwargs)
     times = []
     for r in range(repeats + 1):  # the first run warms up allocators and kernels
@@ -67,10 +82,11 @@ def time_method(model, device, kwargs, length, repeats) -> float:
         assert len(hyps[0].tokens) == length
         if r:
             times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
 
 
-def bench(name, model, device, length, repeats, mkldnn=True):
+def bench(name, model, device, length, repeats, mkldnn=True, echo=True) -> dict[str, float]:
+    """Characters per second of each method in METHODS for `model` on `device`."""
     model = model.to(device).eval()
     # oneDNN's fused RNN kernel is slow and erratic at batch 1-5 on small CPUs, so CPU also runs without it.
     saved, torch.backends.mkldnn.enabled = torch.backends.mkldnn.enabled, mkldnn
@@ -78,10 +94,30 @@ def bench(name, model, device, length, repeats, mkldnn=True):
         seconds = {method: time_method(model, device, kwargs, length, repeats) for method, kwargs in METHODS.items()}
     finally:
         torch.backends.mkldnn.enabled = saved
-    print(f"\n{name} on {device} ({length} characters, median of {repeats})")
-    print(f"{'method':<24}{'chars/s':>10}{'x greedy':>10}")
-    for method, s in seconds.items():
-        print(f"{method:<24}{length / s:>10.0f}{s / seconds['greedy']:>10.2f}")
+    if echo:
+        print(f"\n{name} on {device} ({length} characters, best of {repeats})")
+        print(f"{'method':<24}{'chars/s':>10}{'x greedy':>10}")
+        for method, s in seconds.items():
+            print(f"{method:<24}{length / s:>10.0f}{s / seconds['greedy']:>10.2f}")
+    return {method: length / s for method, s in seconds.items()}
+
+
+def run_decoding(device, length: int, repeats: int, echo: bool = True) -> dict[str, dict[str, float]]:
+    """{model name: {method: chars/s}} for torch.nn.LSTM (on CPU also with oneDNN off) and rnnkit's CharLM."""
+    torch.manual_seed(0)
+    models = {"torch.nn.LSTM": TorchLSTM()}
+    own = charlm()
+    if own is not None:
+        models["rnnkit CharLM"] = own
+    if own is not None and device.type == "cuda":
+        models["rnnkit CharLM + CUDA graph"] = GraphedLM(own)
+    results = {}
+    for name, model in models.items():
+        results[name] = bench(name, model, device, length, repeats, echo=echo)
+        if device.type == "cpu" and isinstance(model, TorchLSTM):
+            results[f"{name}, oneDNN off"] = bench(f"{name}, oneDNN off", model, device, length, repeats,
+                                                   mkldnn=False, echo=echo)
+    return results
 
 
 def main():
@@ -92,19 +128,11 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; vocab {VOCAB}, embedding {EMBED}, "
           f"hidden {HIDDEN}, {LAYERS} layers, random weights, fixed-length mode")
-    models = {"torch.nn.LSTM": TorchLSTM()}
-    own = charlm()
-    if own is not None:
-        models["rnnkit CharLM (lstm)"] = own
     for device in devices:
-        for name, model in models.items():
-            bench(name, model, device, args.length, args.repeats)
-            if device.type == "cpu" and isinstance(model, TorchLSTM):
-                bench(f"{name}, oneDNN off", model, device, args.length, args.repeats, mkldnn=False)
+        run_decoding(device, args.length, args.repeats)
 
 
 if __name__ == "__main__":

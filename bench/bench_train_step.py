@@ -7,11 +7,10 @@ One command, CPU or CUDA alike:
 
 Model: embedding (vocab 100 -> 64) -> one recurrent layer -> a fixed linear read-out of the outputs.
 Variants, with identical weights, measured side by side in the same process (warm-up, then interleaved
-repeats, median):
+repeats; the table shows the fastest repeat, robust to other load on a shared machine, the JSON the median too):
   torch      torch.nn.LSTM/GRU/RNN (oneDNN on CPU, cuDNN on CUDA)
-  reference  rnnkit.models.LSTM/GRU/RNN with their default backend (a minimal eager loop of the same
-             structure if rnnkit.models cannot be imported)
-  fused      the input projection (one matmul) + rnnkit.models.fused.*_sequence
+  reference  rnnkit.models.LSTM/GRU/RNN(backend="reference"): the readable loop, autograd per op
+  fused      rnnkit.models.LSTM/GRU/RNN(backend="fused"): hand-written backward through time (fused.py)
   fused+graph (CUDA only) fused with compiled pointwise steps, the whole step captured as a CUDA graph
 Printed ratios are torch time / variant time (higher is better, 1.0 = parity). Memory: on CUDA the peak
 of torch.cuda.max_memory_allocated during a step; on CPU the peak RSS growth during a step (Linux:
@@ -38,81 +37,14 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from rnnkit.models import fused  # noqa: E402
-
-try:
-    from rnnkit.models import GRU, LSTM, RNN  # noqa: E402
-
-    REFERENCE = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
-except ImportError:  # the layers are being written: fall back to the bench's own loop
-    REFERENCE = None
+from rnnkit.models import LAYERS, fused  # noqa: E402
 
 SHAPES = [(32, 100, 256), (64, 100, 512), (128, 256, 512), (64, 100, 1024)]  # (B, T, H)
 EMBED, VOCAB = 64, 100
 TORCH_CLASS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
 # --- Models ---------------------------------------------------------------------------------------
-
-
-class FusedLayer(nn.Module):
-    """Minimal one-layer, one-direction wrapper: hoisted input projection + the fused sequence Function.
-
-    Parameters carry torch.nn's names, so `load_state_dict(torch_module.state_dict())` copies weights.
-    """
-
-    def __init__(self, kind: str, input_size: int, hidden: int):
-        super().__init__()
-        self.kind, rows = kind, GATES[kind] * hidden
-        self.weight_ih_l0 = nn.Parameter(torch.empty(rows, input_size))
-        self.weight_hh_l0 = nn.Parameter(torch.empty(rows, hidden))
-        self.bias_ih_l0 = nn.Parameter(torch.empty(rows))
-        self.bias_hh_l0 = nn.Parameter(torch.empty(rows))
-
-    def forward(self, x):
-        T, B, D = x.shape
-        H = self.weight_hh_l0.shape[1]
-        # b_hh folds into the projection except for the GRU, whose b_hn sits inside r * (...).
-        bias = self.bias_ih_l0 if self.kind == "gru" else self.bias_ih_l0 + self.bias_hh_l0
-        x_proj = torch.addmm(bias, x.reshape(T * B, D), self.weight_ih_l0.t()).view(T, B, -1)  # (T, B, G*H)
-        h0 = x.new_zeros(B, H)
-        if self.kind == "lstm":
-            out, h, c = fused.lstm_sequence(x_proj, h0, h0, self.weight_hh_l0)
-            return out, (h, c)
-        if self.kind == "gru":
-            return fused.gru_sequence(x_proj, h0, self.weight_hh_l0, self.bias_hh_l0)
-        return fused.rnn_sequence(x_proj, h0, self.weight_hh_l0, "tanh")
-
-
-class EagerLayer(nn.Module):
-    """Stand-in for rnnkit's reference layer: projection hoisted, addmm per step, unbind + stack."""
-
-    def __init__(self, kind: str, input_size: int, hidden: int):
-        super().__init__()
-        FusedLayer.__init__(self, kind, input_size, hidden)
-
-    def forward(self, x):
-        T, B, D = x.shape
-        H = self.weight_hh_l0.shape[1]
-        bias = self.bias_ih_l0 if self.kind == "gru" else self.bias_ih_l0 + self.bias_hh_l0
-        xs = torch.addmm(bias, x.reshape(T * B, D), self.weight_ih_l0.t()).view(T, B, -1).unbind(0)
-        w_t, h, c, outs = self.weight_hh_l0.t(), x.new_zeros(B, H), x.new_zeros(B, H), []
-        for xp in xs:
-            if self.kind == "lstm":
-                i, f, g, o = torch.addmm(xp, h, w_t).chunk(4, 1)
-                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-                h = torch.sigmoid(o) * torch.tanh(c)
-            elif self.kind == "gru":
-                gx_r, gx_z, gx_n = xp.chunk(3, 1)
-                gh_r, gh_z, gh_n = torch.addmm(self.bias_hh_l0, h, w_t).chunk(3, 1)
-                r, z = torch.sigmoid(gx_r + gh_r), torch.sigmoid(gx_z + gh_z)
-                n = torch.tanh(torch.addcmul(gx_n, r, gh_n))
-                h = torch.addcmul(n, z, h - n)
-            else:
-                h = torch.tanh(torch.addmm(xp, h, w_t))
-            outs.append(h)
-        return torch.stack(outs), h
 
 
 class Net(nn.Module):
@@ -131,9 +63,8 @@ class Net(nn.Module):
 def build(kind: str, hidden: int, device) -> dict[str, nn.Module]:
     torch.manual_seed(0)
     nets = {"torch": Net(TORCH_CLASS[kind](EMBED, hidden))}
-    ref_rnn = REFERENCE[kind](EMBED, hidden) if REFERENCE else EagerLayer(kind, EMBED, hidden)
-    nets["reference"] = Net(ref_rnn)
-    nets["fused"] = Net(FusedLayer(kind, EMBED, hidden))
+    for backend in ("reference", "fused"):
+        nets[backend] = Net(LAYERS[kind](EMBED, hidden, backend=backend))
     for net in nets.values():
         net.load_state_dict(nets["torch"].state_dict())
     return {name: net.to(device) for name, net in nets.items()}
@@ -248,7 +179,8 @@ def bench_shape(kind, shape, device, warmup, repeats, graphs) -> dict:
     row = {"kind": kind, "B": B, "T": T, "H": H}
     for name, step in steps.items():
         row[name] = {
-            "ms": statistics.median(times[name]) * 1e3,
+            "ms": min(times[name]) * 1e3,  # other load only ever adds time: the fastest repeat is the cleanest
+            "median_ms": statistics.median(times[name]) * 1e3,
             "peak_mb": peak_memory_mb(step, device),
             "saved_mb": saved_mb(nets[name], tokens, readout) if name != "fused+graph" else None,
         }
@@ -265,6 +197,27 @@ def print_row(row: dict) -> None:
         saved = f"{r['saved_mb']:6.1f}" if r["saved_mb"] is not None else "     -"
         cells.append(f"{name}: {r['ms']:8.1f} ms x{base / r['ms']:4.2f} peak {r['peak_mb']:6.1f} saved {saved}")
     print(" | ".join(cells), flush=True)
+
+
+def run_table(device, kinds, shapes, warmup: int, repeats: int, tf32_settings=(False,), graphs: bool = False,
+              echo: bool = True) -> list[dict]:
+    """Rows of `bench_shape` for every (tf32 setting, kind, shape); `echo` prints each as it comes."""
+    results = []
+    for tf32 in tf32_settings:
+        if device.type == "cuda":
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
+            if echo:
+                print(f"cudnn.allow_tf32 = cuda.matmul.allow_tf32 = {tf32} (both sides)")
+        if echo:
+            print("kind    B    T     H | variant: best ms, x = torch time / variant time, peak/saved MB")
+        for kind in kinds:
+            for shape in shapes:
+                row = bench_shape(kind, shape, device, warmup, repeats, graphs)
+                row["tf32"] = tf32 if device.type == "cuda" else None
+                if echo:
+                    print_row(row)
+                results.append(row)
+    return results
 
 
 def main() -> None:
@@ -290,23 +243,11 @@ def main() -> None:
     graphs = device.type == "cuda" and not args.no_graphs
     meta = {
         "torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(), "embed": EMBED, "vocab": VOCAB,
-        "reference": "rnnkit.models" if REFERENCE else "bench EagerLayer", "repeats": repeats,
+        "machine": platform.processor() or platform.machine(), "embed": EMBED, "vocab": VOCAB, "repeats": repeats,
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
     }
     print(json.dumps(meta))
-    results = []
-    for tf32 in tf32_settings:
-        if device.type == "cuda":
-            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
-            print(f"cudnn.allow_tf32 = cuda.matmul.allow_tf32 = {tf32} (both sides)")
-        print("kind    B    T     H | variant: median ms, x = torch time / variant time, peak/saved MB")
-        for kind in args.kinds.split(","):
-            for shape in shapes:
-                row = bench_shape(kind, shape, device, args.warmup, repeats, graphs)
-                row["tf32"] = tf32 if device.type == "cuda" else None
-                print_row(row)
-                results.append(row)
+    results = run_table(device, args.kinds.split(","), shapes, args.warmup, repeats, tf32_settings, graphs)
     if args.json:
         Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=1))
         print(f"wrote {args.json}")

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.errors import ConfigError
-from rnnkit.models.layers import LAYERS
+from rnnkit.models.layers import LAYERS, make_layer
 
 
 def recurrent_stack(model_cfg, input_size: int, bidirectional: bool = False) -> nn.Module:
@@ -14,11 +14,9 @@ def recurrent_stack(model_cfg, input_size: int, bidirectional: bool = False) -> 
     cell = model_cfg.cell
     if cell not in LAYERS:
         raise ConfigError(f"model.cell: unknown cell {cell!r}; choose one of {', '.join(LAYERS)}")
-    options = {"nonlinearity": model_cfg.nonlinearity} if cell == "rnn" else {}
-    if cell == "lstm":
-        options["forget_bias"] = model_cfg.forget_bias
-    return LAYERS[cell](input_size, model_cfg.hidden_size, model_cfg.num_layers, bias=model_cfg.bias,
-                        dropout=model_cfg.dropout, bidirectional=bidirectional, **options)
+    return make_layer(cell, input_size, model_cfg.hidden_size, model_cfg.num_layers, bias=model_cfg.bias,
+                      dropout=model_cfg.dropout, bidirectional=bidirectional, nonlinearity=model_cfg.nonlinearity,
+                      forget_bias=model_cfg.forget_bias, backend=model_cfg.backend)
 
 
 class SequenceClassifier(nn.Module):

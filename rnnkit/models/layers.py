@@ -3,7 +3,15 @@
 Parameters carry torch.nn's names (`weight_ih_l0`, `bias_hh_l1_reverse`, ...) and gate order, so a
 `state_dict` moves between these layers and `torch.nn.RNN/GRU/LSTM` unchanged (`from_torch`, `to_torch`).
 
-The time loop follows the techniques that pay in eager PyTorch:
+Two backends compute the same function (`backend=`, the config's `model.backend`):
+- "reference": the readable loop below, autograd recording every op of every step;
+- "fused": per (layer, direction) one autograd.Function with a hand-written backward through time
+  (`fused.py`), the input projection still one matmul here;
+- "auto" (default): fused where it runs (CPU or CUDA; float32, float64, bfloat16; no autocast),
+  reference otherwise. Recording gates or hidden states (TensorBoard histograms, inspect-grads) always
+  takes the reference loop, which is the one that can keep every step's tensors.
+
+The reference time loop follows the techniques that pay in eager PyTorch:
 - the input projection of all time steps is one matmul before the loop (it does not depend on h);
 - each step does one `addmm` for all gates, then a few pointwise ops (see `cells.py`);
 - the projected input is split with `unbind(0)` and the outputs joined with one `torch.stack`:
@@ -20,10 +28,24 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from rnnkit.models import fused
 from rnnkit.models.cells import GRU_GATES, LSTM_GATES, activation, gru_update, lstm_update
 from rnnkit.models.losses import lengths_to_mask
 
 State = tuple[Tensor, ...]  # internal form: (h,) or (h, c), each (B, H) per layer/direction
+BACKENDS = ("auto", "reference", "fused")
+_FUSED_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
+
+
+def fused_unsupported(x: Tensor) -> str | None:
+    """Why the fused backend cannot run on input x, or None when it can."""
+    if x.device.type not in ("cpu", "cuda"):
+        return f"device {x.device.type} (CPU and CUDA only)"
+    if x.dtype not in _FUSED_DTYPES and not (x.dtype == torch.float16 and x.is_cuda):
+        return f"dtype {x.dtype}"
+    if torch.is_autocast_enabled(x.device.type):
+        return "autocast (mixed precision) is on"
+    return None
 
 
 class _RecurrentLayer(nn.Module):
@@ -35,12 +57,16 @@ class _RecurrentLayer(nn.Module):
     torch_class: type[nn.RNNBase]
     fold_hh_bias = True  # add bias_hh into the hoisted input projection (not possible for GRU)
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, dropout=0.0, bidirectional=False):
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, dropout=0.0, bidirectional=False,
+                 backend="auto"):
         super().__init__()
         if input_size < 1 or hidden_size < 1 or num_layers < 1:
             raise ValueError("input_size, hidden_size and num_layers must be positive")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), not {dropout}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        self.backend = backend  # may be changed between forward passes
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.dropout, self.bidirectional = bias, float(dropout), bidirectional
         self.num_directions = 2 if bidirectional else 1
@@ -84,6 +110,8 @@ class _RecurrentLayer(nn.Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional:
             s += ", bidirectional=True"
+        if self.backend != "auto":
+            s += f", backend={self.backend!r}"
         return s
 
     def _weights(self, layer: int, direction: int):
@@ -97,6 +125,11 @@ class _RecurrentLayer(nn.Module):
 
     def _step(self, xw_t: Tensor, state: State, w_hh_t: Tensor, b_hh: Tensor | None):
         """One step from the projected input (B, G*H) -> (new state, gate tensors)."""
+        raise NotImplementedError
+
+    def _fused(self, xw: Tensor, state: State, w_hh: Tensor, b_hh: Tensor | None, mask: Tensor | None):
+        """The whole sequence on the fast path: xw (T, B, G*H), mask (T, B) bool or None
+        -> (outputs (T, B, H), final state)."""
         raise NotImplementedError
 
     def _project(self, x: Tensor, w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor:
@@ -137,6 +170,7 @@ class _RecurrentLayer(nn.Module):
         states = self._initial_states(state, B, x)
         if self.record_hidden:
             self.last_hidden = {}  # filled by _scan
+        scan = self._scan_fused if self.uses_fused(x) else self._scan
         finals, gates = [], {}
         out = x
         for layer in range(self.num_layers):
@@ -145,7 +179,7 @@ class _RecurrentLayer(nn.Module):
             per_direction = []
             for direction in range(self.num_directions):
                 idx = layer * self.num_directions + direction
-                y, final, step_gates = self._scan(out, tuple(s[idx] for s in states), layer, direction, mask)
+                y, final, step_gates = scan(out, tuple(s[idx] for s in states), layer, direction, mask)
                 per_direction.append(y)
                 finals.append(final)
                 if step_gates is not None:
@@ -155,6 +189,34 @@ class _RecurrentLayer(nn.Module):
             self.last_gates = gates
         final_state = tuple(torch.stack([f[k] for f in finals]) for k in range(self.state_size))
         return out, self._public_state(final_state)
+
+    def uses_fused(self, x: Tensor) -> bool:
+        """Whether a forward pass on x takes the fused path (see the module docstring).
+
+        backend "fused" where the fast path cannot run raises, rather than silently running the slow
+        loop; recording gates or hidden states is the exception: it needs the reference loop.
+        """
+        if self.backend == "reference" or self.record_gates or self.record_hidden:
+            return False
+        reason = fused_unsupported(x)
+        if reason is not None and self.backend == "fused":
+            raise ValueError(f"backend 'fused' cannot run here: {reason}; use backend 'auto' or 'reference'")
+        return reason is None
+
+    def _scan_fused(self, x: Tensor, state: State, layer: int, direction: int, mask: Tensor | None):
+        """`_scan` on the fast path, same arguments and results (never gates).
+
+        The Functions run forward in time; the reverse direction reads the flipped sequence (padding
+        first: masked steps carry the initial state to each sequence's own last step) and its outputs
+        are flipped back.
+        """
+        w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
+        xw = self._project(x, w_ih, b_ih, b_hh)  # (T, B, G*H)
+        m = mask[..., 0] if mask is not None else None  # (T, B)
+        if direction:
+            xw, m = xw.flip(0), (m.flip(0) if m is not None else None)
+        out, final = self._fused(xw, state, w_hh, b_hh, m)
+        return (out.flip(0) if direction else out), final, None
 
     def _scan(self, x: Tensor, state: State, layer: int, direction: int, mask: Tensor | None):
         """One direction of one layer: x (T, B, D) -> (outputs (T, B, H), final state, gates or None).
@@ -239,16 +301,35 @@ class _RecurrentLayer(nn.Module):
         advances the whole stack by one time step (what `forward` does on a length-1 sequence, without
         dropout). The top layer's output is `h_n[-1]`. Bidirectional layers have no step form.
         """
+        self._check_steppable()
+        return self.step_projected(self.project_input(x_t), state)
+
+    def _check_steppable(self) -> None:
         if self.bidirectional:
             raise ValueError("one_step needs the whole sequence for a bidirectional layer; use forward")
-        states = self._initial_states(state, x_t.shape[0], x_t)
-        inp, new = x_t, []
+
+    def project_input(self, x: Tensor) -> Tensor:
+        """Layer 0's input projection, biases included: x (..., D) -> (..., G*H).
+
+        A decoder can apply it once to the whole embedding table and look rows up (`CharLM.step`).
+        """
+        w_ih, _, b_ih, b_hh = self._weights(0, 0)
+        return self._project(x, w_ih, b_ih, b_hh)
+
+    def step_projected(self, xw0: Tensor, state=None):
+        """`one_step` from layer 0's projected input xw0 (B, G*H) (see `project_input`) -> new state.
+
+        The loop works on plain (B, H) views of the state, one per layer, and stacks once at the end.
+        """
+        self._check_steppable()
+        states = self._initial_states(state, xw0.shape[0], xw0)
+        xw, new = xw0, []
         for layer in range(self.num_layers):
             w_ih, w_hh, b_ih, b_hh = self._weights(layer, 0)
-            xw = self._project(inp, w_ih, b_ih, b_hh)  # (B, G*H)
+            if layer:
+                xw = self._project(new[-1][0], w_ih, b_ih, b_hh)  # (B, G*H)
             s, _ = self._step(xw, tuple(st[layer] for st in states), w_hh.t(), b_hh)
             new.append(s)
-            inp = s[0]
         return self._public_state(tuple(torch.stack([s[k] for s in new]) for k in range(self.state_size)))
 
     # --- Exchange with torch.nn -------------------------------------------------------------------
@@ -261,7 +342,7 @@ class _RecurrentLayer(nn.Module):
         return {}
 
     @classmethod
-    def from_torch(cls, module: nn.RNNBase):
+    def from_torch(cls, module: nn.RNNBase, backend: str = "auto"):
         """A layer with `module`'s configuration, dtype, device, mode and exactly its weights."""
         if not isinstance(module, cls.torch_class):
             raise TypeError(f"{cls.__name__}.from_torch expects torch.nn.{cls.torch_class.__name__}")
@@ -271,7 +352,8 @@ class _RecurrentLayer(nn.Module):
             raise ValueError("LSTM with proj_size > 0 is not supported")
         layer = cls(
             module.input_size, module.hidden_size, module.num_layers, bias=module.bias,
-            dropout=module.dropout, bidirectional=module.bidirectional, **cls._kwargs_from_torch(module),
+            dropout=module.dropout, bidirectional=module.bidirectional, backend=backend,
+            **cls._kwargs_from_torch(module),
         )
         ref = module.weight_ih_l0
         layer.to(device=ref.device, dtype=ref.dtype)
@@ -299,8 +381,8 @@ class RNN(_RecurrentLayer):
     num_gates, state_size, gate_names, torch_class = 1, 1, ("preactivation",), nn.RNN
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, dropout=0.0,
-                 bidirectional=False, nonlinearity="tanh"):
-        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional)
+                 bidirectional=False, nonlinearity="tanh", backend="auto"):
+        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional, backend)
         self._activation = activation(nonlinearity)  # validates the name
         self.nonlinearity = nonlinearity
         self.reset_parameters()
@@ -311,6 +393,10 @@ class RNN(_RecurrentLayer):
     def _step(self, xw_t, state, w_hh_t, b_hh):
         pre = torch.addmm(xw_t, state[0], w_hh_t)  # (B, H)
         return (self._activation(pre),), (pre,)
+
+    def _fused(self, xw, state, w_hh, b_hh, mask):
+        out, h = fused.rnn_sequence(xw, state[0], w_hh, self.nonlinearity, mask)
+        return out, (h,)
 
     def _torch_kwargs(self):
         return {"nonlinearity": self.nonlinearity}
@@ -330,8 +416,9 @@ class GRU(_RecurrentLayer):
     # The reset gate multiplies (W_hn h + b_hn): b_hh must stay inside the recurrent product.
     fold_hh_bias = False
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, dropout=0.0, bidirectional=False):
-        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional)
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, dropout=0.0, bidirectional=False,
+                 backend="auto"):
+        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional, backend)
         self.reset_parameters()
 
     def _step(self, xw_t, state, w_hh_t, b_hh):
@@ -339,6 +426,10 @@ class GRU(_RecurrentLayer):
         gh = torch.mm(h, w_hh_t) if b_hh is None else torch.addmm(b_hh, h, w_hh_t)  # (B, 3H)
         h, gates = gru_update(xw_t, gh, h)
         return (h,), gates
+
+    def _fused(self, xw, state, w_hh, b_hh, mask):
+        out, h = fused.gru_sequence(xw, state[0], w_hh, b_hh, mask)
+        return out, (h,)
 
 
 class LSTM(_RecurrentLayer):
@@ -353,8 +444,8 @@ class LSTM(_RecurrentLayer):
     num_gates, state_size, gate_names, torch_class = 4, 2, LSTM_GATES, nn.LSTM
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, dropout=0.0,
-                 bidirectional=False, forget_bias=0.0):
-        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional)
+                 bidirectional=False, forget_bias=0.0, backend="auto"):
+        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional, backend)
         self.forget_bias = float(forget_bias)
         self.reset_parameters()
 
@@ -373,5 +464,18 @@ class LSTM(_RecurrentLayer):
         h, c, acts = lstm_update(gates, c)
         return (h, c), acts
 
+    def _fused(self, xw, state, w_hh, b_hh, mask):
+        out, h, c = fused.lstm_sequence(xw, state[0], state[1], w_hh, mask)
+        return out, (h, c)
+
 
 LAYERS: dict[str, type[_RecurrentLayer]] = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
+
+
+def make_layer(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, *, bias: bool = True,
+               dropout: float = 0.0, bidirectional: bool = False, nonlinearity: str = "tanh",
+               forget_bias: float = 0.0, backend: str = "auto") -> _RecurrentLayer:
+    """The registered layer of kind `cell`, given only the options that kind has (the task heads' builder)."""
+    options = {"rnn": {"nonlinearity": nonlinearity}, "lstm": {"forget_bias": forget_bias}}.get(cell, {})
+    return LAYERS[cell](input_size, hidden_size, num_layers, bias=bias, dropout=dropout,
+                        bidirectional=bidirectional, backend=backend, **options)

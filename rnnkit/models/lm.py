@@ -8,11 +8,11 @@ from torch import Tensor, nn
 
 from rnnkit.data.vocab import PAD
 from rnnkit.errors import ConfigError
-from rnnkit.models.layers import LAYERS
+from rnnkit.models.layers import LAYERS, make_layer
 
 _DEFAULTS = {
     "cell": "lstm", "hidden_size": 128, "num_layers": 1, "dropout": 0.0, "embedding_dim": 32,
-    "nonlinearity": "tanh", "bias": True, "forget_bias": 1.0,
+    "nonlinearity": "tanh", "bias": True, "forget_bias": 1.0, "backend": "auto",
 }
 
 
@@ -23,11 +23,12 @@ class CharLM(nn.Module):
     embedding_dim == 0: the course's first version, one-hot vectors through a bias-free linear layer
         of `hidden_size` outputs (parameter `input_proj.weight`, shape (hidden_size, vocab_size)).
     dropout: on the embedding output, between recurrent layers, and before the decoder.
+    backend: the recurrent layer's ("auto", "reference" or "fused", see `layers.py`).
     """
 
     def __init__(self, vocab_size: int, cell: str = "lstm", hidden_size: int = 128, num_layers: int = 1,
                  dropout: float = 0.0, embedding_dim: int = 32, nonlinearity: str = "tanh",
-                 bias: bool = True, forget_bias: float = 1.0):
+                 bias: bool = True, forget_bias: float = 1.0, backend: str = "auto"):
         super().__init__()
         if cell not in LAYERS:
             raise ConfigError(f"model.cell: unknown cell {cell!r}; choose one of {', '.join(LAYERS)}")
@@ -43,12 +44,12 @@ class CharLM(nn.Module):
             # No bias: it would duplicate the recurrent layer's bias_ih.
             self.input_proj = nn.Linear(vocab_size, hidden_size, bias=False)
             input_size = hidden_size
-        options = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
-        if cell == "lstm":
-            options["forget_bias"] = forget_bias
-        self.rnn = LAYERS[cell](input_size, hidden_size, num_layers, bias=bias, dropout=dropout, **options)
+        self.rnn = make_layer(cell, input_size, hidden_size, num_layers, bias=bias, dropout=dropout,
+                              nonlinearity=nonlinearity, forget_bias=forget_bias, backend=backend)
         self.drop = nn.Dropout(dropout)
         self.decoder = nn.Linear(hidden_size, vocab_size)
+        self._table: Tensor | None = None  # see input_rows: not a buffer, never saved
+        self._table_key: tuple | None = None
 
     @classmethod
     def from_config(cls, model_cfg, vocab_size: int) -> CharLM:
@@ -60,6 +61,25 @@ class CharLM(nn.Module):
         if hasattr(self, "embedding"):
             return self.embedding(tokens)
         return F.embedding(tokens, self.input_proj.weight.t())  # (V, H) view: row x = one_hot(x) @ W.T
+
+    def input_rows(self, tokens: Tensor) -> Tensor:
+        """Layer 0's projected input for tokens (B,) long -> (B, G*H), biases included.
+
+        Without autograd recording (decoding) the embedding is folded into the input projection: a
+        (V, G*H) table, rebuilt when a weight it depends on has changed (in-place updates bump a
+        tensor's version), of which each step looks up B rows. With recording, it is computed directly
+        so that gradients reach the embedding.
+        """
+        if torch.is_grad_enabled():
+            return self.rnn.project_input(self.embed(tokens))
+        embedding = self.embedding.weight if hasattr(self, "embedding") else self.input_proj.weight
+        w_ih, _, b_ih, b_hh = self.rnn._weights(0, 0)
+        sources = [p for p in (embedding, w_ih, b_ih, b_hh) if p is not None]  # no biases with bias=False
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in sources)
+        if key != self._table_key:
+            every = torch.arange(self.vocab_size, device=tokens.device)
+            self._table, self._table_key = self.rnn.project_input(self.embed(every)), key  # (V, G*H)
+        return self._table.index_select(0, tokens)
 
     def decode(self, h: Tensor) -> Tensor:
         """Hidden states (..., H) -> logits (..., V)."""
@@ -79,8 +99,10 @@ class CharLM(nn.Module):
 
         The state's tensors hold the batch on dim 1, so a beam reorder is `s.index_select(1, idx)`
         on each. log_probs are at least float32 (half-precision models are upcast for sampling).
+        Per step: one row lookup for layer 0's input (`input_rows`), then per layer one `addmm` on plain
+        (B, H) views of the state and the cell's pointwise update; one stack per state tensor at the end.
         """
-        state = self.rnn.one_step(self.embed(tokens), state)
+        state = self.rnn.step_projected(self.input_rows(tokens), state)
         h_top = (state[0] if isinstance(state, tuple) else state)[-1]  # (B, H), top layer
         logits = self.decode(h_top)
         log_probs = F.log_softmax(logits, dim=-1, dtype=torch.promote_types(logits.dtype, torch.float32))
