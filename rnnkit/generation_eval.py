@@ -134,7 +134,10 @@ def free_running_metrics(run_dir: str | Path, split: str = "val", *, which: str 
     cfg, _, model = load_for_inference(Path(run_dir), which=which, device=torch_device)
     task = get_task(cfg.task)(cfg, data_root).setup()
     if not hasattr(task, "free_running_sums"):
-        raise UsageError(f"{run_dir}: --free-running needs a task that feeds its outputs back (task: lm)")
+        hint = (" (a forecast run's metrics already are free running: its decoder reads its own forecasts)"
+                if cfg.task == "forecast" else "")
+        raise UsageError(f"{run_dir}: --free-running compares teacher-forced and free-running loss of a language "
+                         f"model (task: lm); this run is task: {cfg.task}{hint}")
     task.check_artifacts(Path(run_dir))
     out = {}
     for feed in FEEDS:
@@ -169,24 +172,37 @@ def _number(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"  # undefined (no reference, one sample): "-"
 
 
-def text_tables(record: dict) -> list:
-    """Rich tables of what `add_text_metrics` added to a record (empty list when it added nothing)."""
+def text_tables(records: list[dict]) -> list:
+    """Rich tables of what `add_text_metrics` added to the records: one free-running table with a row per
+    run, then each run's generation tables (an empty list when it added nothing)."""
     from rich.table import Table
 
     tables = []
-    if "free_running" in record:
-        table = Table(title=f"teacher-forced vs free-running loss on {record['split']} (nats/char; bpc)")
+    running = [r for r in records if "free_running" in r]
+    if running:
+        table = Table(title=f"teacher-forced vs free-running loss on {running[0]['split']} (nats/char; bpc)")
         for column in ("run", "teacher forced", "free running (greedy)", "free running (sampled)"):
             table.add_column(column, justify="left" if column == "run" else "right")
-        cells = [f"{m['loss']:.4f} ({m['bpc']:.3f})" for m in
-                 (record, record["free_running"]["free_running_greedy"], record["free_running"]["free_running_sample"])]
-        table.add_row(record["run"], *cells)
+        for record in running:
+            feeds = record["free_running"]
+            cells = [f"{m['loss']:.4f} ({m['bpc']:.3f})" for m in
+                     (record, feeds["free_running_greedy"], feeds["free_running_sample"])]
+            table.add_row(record["run"], *cells)
         tables.append(table)
+    for record in records:
+        tables += _generation_tables(record)
+    return tables
+
+
+def _generation_tables(record: dict) -> list:
+    from rich.table import Table
+
+    tables = []
     rows = record.get("generation")
     if rows:
         first = rows[0]
-        table = Table(title=f"generated text: {first['samples']} samples per method, BLEU/chrF against "
-                            f"{first['references']} test sentences",
+        table = Table(title=f"{record['run']}, generated text: {first['samples']} samples per method, "
+                            f"BLEU/chrF against {first['references']} test sentences",
                       caption="d-n: distinct word n-grams / all; sBLEU: self-BLEU; EOS: share ending with EOS; "
                               "len: mean characters")
         for column in ("decoding", "d-1", "d-2", "d-3", "d-4", "sBLEU", "EOS", "len", "BLEU", "chrF"):

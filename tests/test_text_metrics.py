@@ -115,6 +115,9 @@ def test_eval_compare_decoding_and_free_running_in_tables(tiny_run):
     for name in DECODERS:
         assert name in result.stdout, name
     assert "free-running loss" in result.stdout and "self-BLEU" in result.stdout
+    result = runner.invoke(app, ["eval", str(run), str(run), "--free-running"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("free-running loss") == 1  # one table, a row per run
     result = runner.invoke(app, ["eval", str(run), "--compare-decoding", "--generate", "3", "--references", "0",
                                  "--free-running", "--json"])
     record = json.loads(result.stdout)

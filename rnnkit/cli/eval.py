@@ -63,5 +63,5 @@ def evaluate(
     if generate or compare_decoding or free_running:
         from rnnkit.generation_eval import text_tables
 
-        for part in (t for r in results for t in text_tables(r)):
+        for part in text_tables(results):
             out_console.print(part)

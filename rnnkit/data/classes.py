@@ -122,4 +122,4 @@ class TextSamples:
 
     def report_lengths(self) -> list[int]:
         longest = max((len(s) for s in self.splits["test"][0]), default=0)
-        return [n for n in REPORT_LENGTHS if n <= longest] or [longest]
+        return sorted({n for n in REPORT_LENGTHS if n < longest} | {longest})  # the full samples last

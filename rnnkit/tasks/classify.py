@@ -20,6 +20,7 @@ class ClassifyTask:
     """Station (metro, metro-synthetic) or language (langid) from a sequence; see rnnkit/tasks/__init__.py."""
 
     name = "classify"
+    unit = "step"  # what the trainer counts per second: input time steps read
 
     def __init__(self, cfg, data_root: str | Path | None = None):
         self.cfg, self.data_root = cfg, data_root

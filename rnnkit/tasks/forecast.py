@@ -27,6 +27,7 @@ class ForecastTask:
     """See rnnkit/tasks/__init__.py for the protocol; batches are (x, y, lengths, truth, windows, future)."""
 
     name = "forecast"
+    unit = "step"  # what the trainer counts per second: input time steps read
 
     def __init__(self, cfg, data_root: str | Path | None = None):
         self.cfg, self.data_root = cfg, data_root

@@ -17,6 +17,7 @@ class LanguageModelTask:
     """Next-character prediction: inputs = EOS + sentence, targets = sentence + EOS, padding masked out."""
 
     name = "lm"
+    unit = "char"  # what the trainer counts per second: characters read
 
     def __init__(self, cfg, data_root: str | Path | None = None):
         self.cfg, self.data_root = cfg, data_root

@@ -64,7 +64,8 @@ class TrainResult:
     best_metrics: dict | None = None
     last_metrics: dict | None = None
     seconds: float = 0.0
-    chars_per_sec: float = 0.0
+    chars_per_sec: float = 0.0  # input steps per second: characters for the LM (the task's `unit`)
+    unit: str = "char"
     losses: list[float] = field(default_factory=list)  # training loss of each step of this session
     samples: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -127,6 +128,7 @@ class Trainer:
             self.lock = RunLock(self.run_dir).acquire()
         self.check_folder()
         self.task = get_task(self.cfg.task)(self.cfg, self.data_root)
+        self.result.unit = getattr(self.task, "unit", "char")
         if self.env.is_main:  # rank 0 prepares the data once; the others then load the cached folder
             self.task.setup()
         barrier(self.env)
@@ -268,14 +270,15 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def train_step(self, batch) -> tuple[float, float, float]:
-        """Forward, backward, clip, update. Returns (loss nats/char, grad norm before clipping, characters)."""
+        """Forward, backward, clip, update. Returns (loss per item, grad norm before clipping, input steps read
+        by all processes: characters for the LM, the throughput shown)."""
         record = self.tb.writer is not None and self.t.histogram_every and (self.step + 1) % self.t.histogram_every == 0
         self.net.train()
         # Gates are recorded by a one-pass forward only (scheduled sampling runs one step at a time).
         if record and hasattr(self.model, "record_gates") and self.teacher_forcing.always:
             self.model.record_gates(True)
         with self.autocast():
-            loss_sum, count, _ = self.task.loss(self.net, batch, self.device, **self.loss_options())
+            loss_sum, count, steps_read = self.task.loss(self.net, batch, self.device, **self.loss_options())
         totals = all_reduce_(torch.stack([loss_sum.detach().double(), count.double()]), self.env)
         global_sum, global_count = totals.tolist()
         loss = global_sum / max(global_count, 1.0)
@@ -302,7 +305,7 @@ class Trainer:
         self.step += 1
         self.batch_in_epoch += 1
         self.schedule.apply(self.optimizer, self.step)
-        return loss, norm, global_count
+        return loss, norm, steps_read * self.env.world  # shards are equal up to the last batch
 
     def loss_options(self) -> dict:
         """Scheduled sampling: the probability of this step, passed only when it is not pure teacher forcing
@@ -347,7 +350,7 @@ class Trainer:
                 previous = signal.signal(signal.SIGINT, self.on_sigint)
                 handler_installed = True
             self.bar = ProgressBar(self.t.max_steps, self.step, self.env.is_main and not self.quiet,
-                                   f"{self.cfg.run.name or self.run_dir.name}")
+                                   f"{self.cfg.run.name or self.run_dir.name}", self.result.unit)
             self.loop()
             self.finish()
         finally:

@@ -16,15 +16,16 @@ console = Console(stderr=True, highlight=False)
 
 
 class ProgressBar:
-    """Step, loss, characters per second and ETA; does nothing when disabled (quiet, or not rank 0)."""
+    """Step, loss, input steps per second (characters for the LM) and ETA; does nothing when disabled (quiet,
+    or not rank 0)."""
 
-    def __init__(self, total: int, start: int, enabled: bool, title: str):
+    def __init__(self, total: int, start: int, enabled: bool, title: str, unit: str = "char"):
         self.progress = None
         if not enabled:
             return
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[cps]} char/s"),
+            TextColumn("loss {task.fields[loss]}"), TextColumn(f"{{task.fields[cps]}} {unit}/s"),
             TimeRemainingColumn(), console=console, transient=False,
         )
         self.task = self.progress.add_task(title, total=total, completed=start, loss="-", cps="-")
@@ -112,5 +113,5 @@ def summary_table(result) -> Table:
             table.add_row("best val bpc", f"{best['bpc']:.4f}")
         if "penultimate_acc" in best:
             table.add_row("penultimate acc", f"{best['penultimate_acc']:.3f}")
-    table.add_row("time", f"{result.seconds:.1f} s ({result.chars_per_sec:,.0f} char/s)")
+    table.add_row("time", f"{result.seconds:.1f} s ({result.chars_per_sec:,.0f} {result.unit}/s)")
     return table
