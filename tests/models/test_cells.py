@@ -84,3 +84,20 @@ def test_bptt_closed_form_equals_autograd():
     # Dropping the paths through time (keeping only D_2 E(x_2)) is wrong: the test can tell.
     truncated = torch.einsum("ij,k->ijk", torch.diag(1 - h2_of(U) ** 2), xs[2])
     assert not torch.allclose(truncated, autograd, atol=1e-6)
+
+
+def test_unrolled_expression_of_y2():
+    """TD3 exercise 1: y_2 = softmax(V h_2) with h_2 written out in x_0, x_1, x_2 (h_{-1} = 0)."""
+    torch.manual_seed(4)
+    n, d, classes = 5, 3, 4
+    layer = RNN(d, n, bias=False).double()
+    V = torch.randn(classes, n, dtype=torch.float64)
+    U, W = layer.weight_ih_l0.detach(), layer.weight_hh_l0.detach()
+    x0, x1, x2 = xs = torch.randn(3, d, dtype=torch.float64)
+    by_hand = torch.softmax(V @ torch.tanh(U @ x2 + W @ torch.tanh(U @ x1 + W @ torch.tanh(U @ x0))), dim=0)
+    out, _ = layer(xs[:, None, :])  # (3, 1, n): h_0, h_1, h_2
+    torch.testing.assert_close(torch.softmax(V @ out[2, 0].detach(), dim=0), by_hand, rtol=0, atol=1e-12)
+    # y_2 "in terms of x_2 and h_1" only: the same value from the layer's one_step
+    h1 = out[1:2, 0].detach()  # (1, n)
+    h2 = layer.one_step(x2[None], h1[None])[0, 0].detach()
+    torch.testing.assert_close(h2, out[2, 0].detach(), rtol=0, atol=1e-12)

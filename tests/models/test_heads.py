@@ -109,3 +109,20 @@ def test_seq2seq_asks_for_what_it_needs():
         model(torch.randn(3, 2, 7), future=torch.randn(4, 2, 2), teacher_forcing=0.5)
     plain = Seq2SeqForecaster(_cfg(cell="gru"), input_size=5, output_size=5, horizon=2)  # no time features
     assert plain(torch.randn(3, 2, 5)).shape == (1, 2, 2, 5)
+
+
+def test_td3_my_rnn_relu_many_to_one_shape_and_equations():
+    """TD3 exercise 2: h_t = ReLU(U x_t + W h_{t-1} + b_h), y = softmax(V h_T + b_y); B=5, T=13, d=7, 3 classes."""
+    torch.manual_seed(0)
+    B, T, d, nb_class = 5, 13, 7, 3
+    model = SequenceClassifier(_cfg(cell="rnn", nonlinearity="relu"), num_classes=nb_class, input_size=d).eval()
+    x = torch.randn(T, B, d)
+    out = model(x)
+    assert out.shape == (B, nb_class)  # the question's answer: one score vector per sequence
+    rnn = model.rnn
+    h = torch.zeros(B, 8)
+    for x_t in x:
+        h = torch.relu(x_t @ rnn.weight_ih_l0.T + h @ rnn.weight_hh_l0.T + rnn.bias_ih_l0 + rnn.bias_hh_l0)
+    by_hand = model.decoder(h)
+    torch.testing.assert_close(out, by_hand, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(torch.softmax(out, -1).sum(-1), torch.ones(B))
