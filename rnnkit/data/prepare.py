@@ -14,17 +14,16 @@ import json
 import os
 import random
 import re
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from rnnkit.config import DataConfig
 from rnnkit.data.cleaning import CleaningReport, clean_text
+from rnnkit.data.prepared import write_folder
 from rnnkit.data.sources import SOURCES, Source, check_readable, fetch, get_source
 from rnnkit.data.vocab import EOS, Vocab
 from rnnkit.errors import DataError, UsageError
@@ -255,29 +254,14 @@ def _cached_manifest(folder: Path, digest: str) -> dict | None:
 
 def _write_folder(folder: Path, vocab: Vocab, sentences: list[str], splits: dict[str, list[int]],
                   manifest: dict) -> None:
-    """Build the dataset in a temporary sibling folder, then rename it into place (all or nothing)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".tmp-{folder.name}-"))
-    try:
-        tensors = {}
-        for split, indices in splits.items():
-            chosen = [sentences[i] for i in indices]
-            lengths = torch.tensor([len(s) for s in chosen], dtype=torch.long)
-            tensors[f"{split}.tokens"] = torch.from_numpy(vocab.encode_array("".join(chosen))).to(torch.int32)
-            tensors[f"{split}.offsets"] = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
-        save_file(tensors, str(tmp / "tokens.safetensors"))
-        vocab.save(tmp / "vocab.json")
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n",
-                                           encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(folder)
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            if not folder.exists():  # a concurrent prepare renamed its identical folder first: keep that one
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """Encode each split and write the dataset folder all or nothing (see `prepared.write_folder`)."""
+    tensors = {}
+    for split, indices in splits.items():
+        chosen = [sentences[i] for i in indices]
+        lengths = torch.tensor([len(s) for s in chosen], dtype=torch.long)
+        tensors[f"{split}.tokens"] = torch.from_numpy(vocab.encode_array("".join(chosen))).to(torch.int32)
+        tensors[f"{split}.offsets"] = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
+    write_folder(folder, "tokens.safetensors", tensors, manifest, texts={"vocab.json": vocab.to_json()})
 
 
 def prepare_text_source(source: Source | None, data_cfg: DataConfig, name: str, root: Path,

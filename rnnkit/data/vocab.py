@@ -109,9 +109,13 @@ class Vocab:
             raise DataError(f"{where}: reserved ids differ from PAD={PAD}, EOS={EOS}")
         return cls(data["chars"])
 
+    def to_json(self) -> str:
+        """The vocabulary as JSON text (characters readable, not escaped)."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=1) + "\n"
+
     def save(self, path: str | Path) -> None:
-        """Write the vocabulary as JSON (UTF-8, characters readable, not escaped)."""
-        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        """Write the vocabulary as a UTF-8 JSON file."""
+        Path(path).write_text(self.to_json(), encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path) -> Vocab:
