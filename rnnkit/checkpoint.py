@@ -322,17 +322,23 @@ def load_checkpoint(run_dir: str | Path, which: str = "last", *, with_optimizer:
     A `train` running in another process may swap the folder in while it is read (`eval` during training):
     the read is retried until one folder was read whole, so the files returned are from one save.
     """
+    failure = None
     for _ in range(READ_ATTEMPTS):
         folder = checkpoint_dir(run_dir, which)
         before = _identity(folder)
         try:
             ckpt = _read_checkpoint(folder, with_optimizer)
-        except CheckpointError:
-            if _identity(folder) == before:
+        except CheckpointError as err:
+            if _identity(folder) == before and folder.name == which:
                 raise  # damaged for good, not replaced under our feet
+            # replaced, or a `.which.old-*` copy, which a save in progress deletes once its new folder is in
+            failure = err
+            time.sleep(0.005)
             continue
         if _identity(folder) == before and ckpt.model_step in (None, ckpt.step):
             return ckpt
+    if failure is not None:
+        raise failure
     raise CheckpointError(f"{Path(run_dir) / which}: changed {READ_ATTEMPTS} times while being read; is a "
                           f"training process saving it in a tight loop? Try again")
 
