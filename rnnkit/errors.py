@@ -39,6 +39,12 @@ class TrainingError(RnnkitError):
     """Training that cannot go on (non-finite loss, run folder locked by another process)."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler or `kill` ending the job): handled like Ctrl-C, exit code 143 (128 + 15)."""
+
+    exit_code = 143
+
+
 def out_of_memory(err: BaseException) -> bool:
     """True for an allocation failure: MemoryError, or PyTorch's CPU/CUDA allocator RuntimeError."""
     if isinstance(err, MemoryError):

@@ -142,16 +142,18 @@ def test_sigkill_at_random_moments_several_trials(work):
     assert len(outcomes) == 8
 
 
-def test_ctrl_c_saves_the_step_reached_and_exits_130(work):
+@pytest.mark.parametrize("sig, code, word, said", [(signal.SIGINT, 130, "interrupted", "interrupted"),
+                                                    (signal.SIGTERM, 143, "terminated", "terminated (SIGTERM)")])
+def test_ctrl_c_or_sigterm_saves_the_step_reached_and_exits_130_or_143(work, sig, code, word, said):
     proc = start(work, "--set", "train.max_steps=100000")  # still training when the signal comes
     wait_for_step(work, proc, 3)
-    proc.send_signal(signal.SIGINT)
-    code, err = finish(proc)
-    assert code == 130, err
-    assert "Traceback" not in err and err.rstrip().splitlines()[-1] == "error: interrupted"
+    proc.send_signal(sig)
+    exit_code, err = finish(proc)
+    assert exit_code == code, err
+    assert "Traceback" not in err and err.rstrip().splitlines()[-1] == f"error: {word}"
     saved = load_checkpoint(work / "runs" / "crash", "last")
     assert saved.step == max(recorded_steps(work))  # the step in progress finished and was saved: nothing lost
-    assert f"interrupted: saved runs/crash/last at step {saved.step}; continue with --resume" in err
+    assert f"{said}: saved runs/crash/last at step {saved.step}; continue with --resume" in err
 
 
 def _cli(capsys, *args) -> tuple[int, str, str]:

@@ -61,7 +61,8 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 def command(name: str, example: str) -> Callable:
     """Register a verb on `app`: its help shows `example`; RnnkitError becomes one line and an exit code.
 
-    Ctrl-C exits with 130 (the shell's convention for SIGINT) after whatever the library saved.
+    Ctrl-C exits with 130 (the shell's convention for SIGINT), SIGTERM during training with 143, after
+    whatever the library saved.
     """
 
     def register(func: Callable) -> Callable:
@@ -73,10 +74,11 @@ def command(name: str, example: str) -> Callable:
                 if debug_enabled():
                     raise
                 raise fail(_one_line(str(err)), err.exit_code) from None
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM during training (errors.Terminated)
                 if debug_enabled():
                     raise
-                raise fail("interrupted", 130) from None
+                code = getattr(err, "exit_code", 130)
+                raise fail("terminated" if code == 143 else "interrupted", code) from None
             except (MemoryError, RuntimeError) as err:
                 if debug_enabled() or not out_of_memory(err):
                     raise

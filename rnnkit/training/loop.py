@@ -33,7 +33,7 @@ from rnnkit.checkpoint import (
     run_config,
     save_checkpoint,
 )
-from rnnkit.errors import CheckpointError, TrainingError, UsageError
+from rnnkit.errors import CheckpointError, Terminated, TrainingError, UsageError
 from rnnkit.evaluation import split_sums
 from rnnkit.tasks import get_task
 from rnnkit.training.distributed import (
@@ -50,6 +50,7 @@ from rnnkit.training.optim import Schedule, build_optimizer
 from rnnkit.training.teacher_forcing import TeacherForcingSchedule
 
 NUM_SAMPLES = 3  # sentences sampled for TensorBoard and the end of the run
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # finish the step, save `last`, exit (130 / 143)
 
 
 @dataclass
@@ -101,7 +102,7 @@ class Trainer:
         self.best_loss: float | None = None
         self.bad_evals = 0
         self.saved_step: int | None = None
-        self.interrupted = False
+        self.interrupted, self.signal = False, None  # set by on_signal
         self.lock: RunLock | None = None
         self.data_root = data_root
 
@@ -333,10 +334,14 @@ class Trainer:
 
     # ---------------------------------------------------------------- the loop
 
-    def on_sigint(self, signum, frame) -> None:
-        if self.interrupted:  # a second Ctrl-C: stop now, without waiting for the step to finish
-            raise KeyboardInterrupt
-        self.interrupted = True
+    def on_signal(self, signum, frame) -> None:
+        """Ctrl-C (SIGINT) or SIGTERM: finish the step, save `last`, stop (see `loop`)."""
+        if self.interrupted:  # a second signal: stop now, without waiting for the step to finish
+            raise self.stop_exception()
+        self.interrupted, self.signal = True, signum
+
+    def stop_exception(self) -> KeyboardInterrupt:
+        return Terminated() if self.signal == signal.SIGTERM else KeyboardInterrupt()
 
     def run(self) -> TrainResult:
         handler_installed, previous = False, None
@@ -347,7 +352,7 @@ class Trainer:
             if self.env.is_main:
                 self.tb = TensorBoard(self.run_dir / "tb", purge_step=self.step if self.resume else None)
             if threading.current_thread() is threading.main_thread():
-                previous = signal.signal(signal.SIGINT, self.on_sigint)
+                previous = {sig: signal.signal(sig, self.on_signal) for sig in STOP_SIGNALS}
                 handler_installed = True
             self.bar = ProgressBar(self.t.max_steps, self.step, self.env.is_main and not self.quiet,
                                    f"{self.cfg.run.name or self.run_dir.name}", self.result.unit)
@@ -355,7 +360,8 @@ class Trainer:
             self.finish()
         finally:
             if handler_installed:
-                signal.signal(signal.SIGINT, previous)
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
             self.bar.stop()
             self.tb.close()
             if self.lock is not None:
@@ -396,9 +402,10 @@ class Trainer:
                     self.on_step(self)
                 if self.interrupt_requested():
                     self.save("last")
-                    self.bar.print(f"interrupted: saved {self.run_dir / 'last'} at step {self.step}; continue "
+                    what = "terminated (SIGTERM)" if self.signal == signal.SIGTERM else "interrupted"
+                    self.bar.print(f"{what}: saved {self.run_dir / 'last'} at step {self.step}; continue "
                                    f"with --resume")
-                    raise KeyboardInterrupt
+                    raise self.stop_exception()
                 if done:
                     stop = True
                     break
