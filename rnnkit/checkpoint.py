@@ -217,6 +217,11 @@ class Checkpoint:
     def step(self) -> int:
         return int(self.state.get("step", 0))
 
+    @property
+    def which(self) -> str:
+        """"last" or "best", also for the `.last.old-<pid>` copy that a crash in mid-swap leaves."""
+        return self.folder.name.lstrip(".").split(".old-")[0]
+
     def restore_rng(self) -> None:
         set_rng_state(self.rng_tensors, self.state.get("rng", {}))
 
@@ -466,6 +471,12 @@ def load_for_inference(run_dir: str | Path, which: str = "best", device: str | t
 
     vocab is whatever the task stores (the LM's Vocab); None for tasks without one.
     """
+    return load_with_checkpoint(run_dir, which, device)[:3]
+
+
+def load_with_checkpoint(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu"):
+    """`load_for_inference` plus the Checkpoint the weights came from (its state: step, metrics), read in
+    the same consistent read, so a step reported beside metrics is the step of those weights."""
     from rnnkit.tasks import get_task
 
     if which not in WHICH:
@@ -483,7 +494,7 @@ def load_for_inference(run_dir: str | Path, which: str = "best", device: str | t
     load_model_state(model, ckpt.model, ckpt.folder / MODEL_FILE)
     device = device if isinstance(device, torch.device) else pick_device(device)
     model.to(device).eval()
-    return cfg, getattr(task, "vocab", None), model
+    return cfg, getattr(task, "vocab", None), model, ckpt
 
 
 # ---------------------------------------------------------------- run lock

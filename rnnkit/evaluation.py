@@ -57,23 +57,21 @@ def evaluate_run(run_dir: str | Path, split: str = "val", which: str = "best", d
 
     The split is rebuilt from the run's config (prepared data is cached); the vocabulary must match the run's.
     """
-    from rnnkit.checkpoint import checkpoint_dir, has_checkpoint, load_for_inference, pick_device, read_state
+    from rnnkit.checkpoint import load_with_checkpoint, pick_device
     from rnnkit.tasks import get_task
 
     if split not in SPLITS:
         raise UsageError(f"--split: {split!r} is not one of {', '.join(SPLITS)}")
     run_dir = Path(run_dir)
     torch_device = pick_device(device)
-    cfg, _, model = load_for_inference(run_dir, which=which, device=torch_device)
-    used = which if has_checkpoint(run_dir, which) else "last"
+    cfg, _, model, ckpt = load_with_checkpoint(run_dir, which=which, device=torch_device)
     task = get_task(cfg.task)(cfg, data_root).setup()
     task.check_artifacts(run_dir)
     sums = split_sums(task, model, split, batch_size or cfg.train.batch_size, torch_device)
     if not sums["count"]:
         raise UsageError(f"{run_dir}: the {split} split is empty; set data.{split}_fraction above 0 "
                          f"or evaluate another --split")
-    state = read_state(checkpoint_dir(run_dir, used))
-    record = {"run": str(run_dir), "task": cfg.task, "split": split, "which": used, "step": int(state.get("step", 0)),
+    record = {"run": str(run_dir), "task": cfg.task, "split": split, "which": ckpt.which, "step": ckpt.step,
               **task.metrics(sums), ("characters" if cfg.task == "lm" else "items"): int(sums["count"])}
     if hasattr(task, "report"):  # classify, forecast: confusion matrix, errors per horizon, baselines...
         record.update(task.report(model, split, batch_size or cfg.train.batch_size, torch_device))

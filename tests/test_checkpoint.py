@@ -198,3 +198,8 @@ def test_atomic_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         ck.atomic_write_text(target, "new")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["config.yaml"]
+
+
+def test_a_checkpoint_knows_which_it_is_also_as_a_crash_copy(tmp_path):
+    for name, which in (("last", "last"), ("best", "best"), (".last.old-4242", "last"), (".best.old-7", "best")):
+        assert ck.Checkpoint(tmp_path / name, {}, {"step": 3}).which == which
