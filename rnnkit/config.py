@@ -53,7 +53,7 @@ class DataConfig:
     val_fraction: float = option(0.05, "fraction of sentences for validation", low=0.0, high=0.5)
     test_fraction: float = option(0.05, "fraction of sentences for the test split", low=0.0, high=0.5)
     split_seed: int = option(0, "seed of the train/val/test split", low=0)
-    num_samples: int = option(4000, "how many sequences a generated source (reber) makes", low=10)
+    num_samples: int = option(4000, "how many sequences a generated source (reber) makes", low=10, high=10_000_000)
     stations: int = option(0, "metro: keep the first N stations (0 = all); classify predicts which one", low=0)
     flows: str = option("both", "metro: inflow only, or inflow and outflow", choices=("in", "both"))
     normalise: str = option("station", "metro z-score statistics, fitted on the training days only: per station "
