@@ -367,13 +367,18 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def config_from_dict(raw: Any, source: str = "config") -> Config:
-    """Validate a raw mapping into a `Config`; raise one ConfigError listing every problem."""
+def config_from_dict(raw: Any, source: str = "config", overridden: set[str] | frozenset[str] = frozenset()) -> Config:
+    """Validate a raw mapping into a `Config`; raise one ConfigError listing every problem.
+
+    overridden: the dotted keys that came from `--set`; their problems say so, since the file does not
+    hold the value the message talks about.
+    """
     problems: list[str] = []
     cfg = _build(Config, raw, "", problems)
     if not problems:
         problems = cross_field_problems(cfg)
     if problems:
+        problems = [f"--set {p}" if p.split(":", 1)[0] in overridden else p for p in problems]
         listing = "; ".join(problems)
         raise ConfigError(f"{source}: {listing}")
     return cfg
@@ -411,7 +416,8 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """Load a YAML config file, apply `--set` overrides, validate strictly."""
     path = Path(path)
     raw = apply_overrides(read_yaml(path), list(overrides))
-    cfg = config_from_dict(raw, str(path))
+    overridden = {".".join(parse_override(text)[0]) for text in overrides}
+    cfg = config_from_dict(raw, str(path), overridden)
     if cfg.run.name is None:
         cfg.run.name = path.stem
     return cfg

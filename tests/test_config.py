@@ -53,8 +53,11 @@ def test_every_problem_is_collected(tmp_path):
 
 def test_set_override_is_validated_like_the_file(tmp_path):
     path = write(tmp_path, {"task": "lm"})
-    with pytest.raises(ConfigError, match=r"train\.lr: expected a number, got 'abc'"):
+    with pytest.raises(ConfigError, match=r": --set train\.lr: expected a number, got 'abc'"):
         load_config(path, ["train.lr=abc"])
+    path.write_text("task: lm\ntrain: {lr: -1}\n")
+    with pytest.raises(ConfigError, match=r"\.yaml: train\.lr: -1\.0 must be > 0"):  # the file's own value
+        load_config(path, ["train.batch_size=4"])
     with pytest.raises(ConfigError, match="expected section.key=value"):
         load_config(path, ["train.lr"])
     with pytest.raises(ConfigError, match="model.hidden: unknown key; did you mean model.hidden_size"):
