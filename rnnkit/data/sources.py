@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tempfile
 import urllib.error
 import urllib.parse
@@ -198,18 +197,12 @@ def _download_path(source: Source, cache_dir: Path) -> Path:
     return cache_dir / source.name / (source.filename or Path(urllib.parse.urlsplit(source.url).path).name)
 
 
-def _keep_as_download(path: Path, dest: Path) -> None:
+def _keep_as_download(path: Path, dest: Path, sha256: str) -> None:
     """Copy a user's own copy of a pinned download where the download would go: `prepare trump --from FILE`
-    then lets every later command that names no file (a config's `source: trump`) find the corpus offline."""
-    if dest.exists() or path.resolve() == dest.resolve():
-        return
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    then lets every later command that names no file (a config's `source: trump`) find the corpus offline.
+    The copy goes through `download` (a file:// URL): streamed, checksummed, renamed into place atomically."""
+    if not dest.exists() and path.resolve() != dest.resolve():
+        download(path.resolve().as_uri(), dest, sha256)
 
 
 def fetch(source: Source | None, location: str | None, cache_dir: Path) -> tuple[Path, str, str]:
@@ -230,7 +223,7 @@ def fetch(source: Source | None, location: str | None, cache_dir: Path) -> tuple
         check_readable(path)
         digest = sha256_file(path)
         if source is not None and source.url is not None and digest == source.sha256:
-            _keep_as_download(path, _download_path(source, cache_dir))
+            _keep_as_download(path, _download_path(source, cache_dir), digest)
         return path, digest, str(path)
     if source is None or source.url is None:
         raise UsageError("no corpus file: pass --from PATH_OR_URL")
