@@ -62,19 +62,25 @@ def test_flatten_keeps_int_keys_tuples_and_tensors():
     assert torch.equal(back["state"][0]["step"], torch.tensor(3.0))
 
 
-def test_crash_while_writing_a_file_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    _save(tmp_path, 1)
+def _save_crashing_at_rename(tmp_path, monkeypatch, step: int, crashes) -> None:
+    """Save `step` with os.replace raising where crashes(src, dst) is true, as a crash at that rename would."""
     real_replace = os.replace
 
     def crash(src, dst):
-        if str(src).endswith(".tmp-" + str(os.getpid())) and "optimizer" in str(dst):
+        if crashes(str(src), str(dst)):
             raise OSError("simulated crash")
         return real_replace(src, dst)
 
     monkeypatch.setattr(ck.os, "replace", crash)
     with pytest.raises(OSError, match="simulated"):
-        _save(tmp_path, 2)
+        _save(tmp_path, step)
     monkeypatch.setattr(ck.os, "replace", real_replace)
+
+
+def test_crash_while_writing_a_file_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    _save(tmp_path, 1)
+    _save_crashing_at_rename(tmp_path, monkeypatch, 2, lambda src, dst: src.endswith(".tmp-" + str(os.getpid()))
+                             and "optimizer" in dst)
     assert ck.load_checkpoint(tmp_path, "last").step == 1
     _save(tmp_path, 3)  # the next save cleans the half-written folder up
     assert ck.load_checkpoint(tmp_path, "last").step == 3
@@ -83,17 +89,7 @@ def test_crash_while_writing_a_file_keeps_the_previous_checkpoint(tmp_path, monk
 
 def test_crash_between_the_two_renames_falls_back_to_the_old_copy(tmp_path, monkeypatch):
     _save(tmp_path, 1)
-    real_replace = os.replace
-
-    def crash(src, dst):
-        if os.path.basename(str(dst)) == "last":
-            raise OSError("simulated crash")
-        return real_replace(src, dst)
-
-    monkeypatch.setattr(ck.os, "replace", crash)
-    with pytest.raises(OSError, match="simulated"):
-        _save(tmp_path, 2)
-    monkeypatch.setattr(ck.os, "replace", real_replace)
+    _save_crashing_at_rename(tmp_path, monkeypatch, 2, lambda src, dst: os.path.basename(dst) == "last")
     assert not (tmp_path / "last").exists()
     assert ck.load_checkpoint(tmp_path, "last").step == 1  # the complete .last.old-* copy
     _save(tmp_path, 3)
