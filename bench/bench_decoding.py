@@ -8,7 +8,7 @@ import time
 import torch
 from torch import nn
 
-from rnnkit.decoding import DecodeOptions, decode
+from rnnkit.generation.decoding import DecodeOptions, decode
 
 VOCAB, EMBED, HIDDEN, LAYERS = 100, 64, 512, 2
 EOS = 0

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from rnnkit.errors import ConfigError
+from rnnkit.io.atomic import atomic_write_text
 
 TASKS = ("lm", "classify", "forecast")
 
@@ -140,15 +141,16 @@ class GenerateConfig:
     """Decoding defaults for `rnnkit generate` (each can be overridden on the command line)."""
 
     prompt: str = option("", "text the model reads before generating")
-    max_len: int = option(200, "most characters to generate", low=1)
+    # The upper bounds catch typos: a char model would run for hours, each sequence or beam is a tensor row.
+    max_len: int = option(200, "most characters to generate", low=1, high=100_000)
     min_len: int = option(0, "fewest characters before EOS may end a sample", low=0)
-    num: int = option(1, "sequences to return", low=1)
+    num: int = option(1, "sequences to return", low=1, high=10_000)
     greedy: bool = option(False, "always take the most probable character")
     temperature: float = option(1.0, "divide the logits by this before sampling", low=0.0, low_open=True)
     top_k: int | None = option(None, "sample among the k most probable characters", low=1)
     nucleus: float | None = option(None, "sample from the smallest set holding this much probability (top-p)",
                                    low=0.0, high=1.0, low_open=True)
-    beam: int = option(1, "beam width (1 = no beam search)", low=1)
+    beam: int = option(1, "beam width (1 = no beam search)", low=1, high=10_000)
     length_penalty: float = option(1.0, "finished beams score sum log-prob / length ** this")
     no_repeat_ngram: int = option(0, "forbid repeating any n-gram of this size (0 = off)", low=0)
     repetition_penalty: float = option(1.0, "make already generated characters less likely (> 1) or more (< 1)",
@@ -298,6 +300,13 @@ def _range_problem(value: Any, meta: dict) -> str | None:
     return None
 
 
+def value_problems(section: Any, names: Any) -> dict[str, str]:
+    """{field name: what is wrong} for the named fields of a config section whose value is out of range."""
+    meta = {f.name: f.metadata for f in dataclasses.fields(section)}
+    found = {name: _range_problem(getattr(section, name), meta[name]) for name in names if name in meta}
+    return {name: problem for name, problem in found.items() if problem}
+
+
 def _suggest(key: str, known: list[str], prefix: str) -> str:
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     return f"; did you mean {prefix}{close[0]}?" if close else f"; known keys: {', '.join(known)}"
@@ -425,7 +434,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 def save_config(cfg: Config, path: Path) -> None:
     """Write the resolved config (every field, defaults included) as YAML."""
-    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 def describe_fields() -> list[tuple[str, Any, str]]:

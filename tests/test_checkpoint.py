@@ -12,8 +12,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from rnnkit import checkpoint as ck
 from rnnkit.errors import CheckpointError, TrainingError
+from rnnkit.io.atomic import atomic_write_text
+from rnnkit.io.tensors import flatten_state, unflatten_state
+from rnnkit.runs import checkpoint as ck
+from rnnkit.runs.folder import resolve_run
+from rnnkit.runs.lock import LOCK_FILE, RunLock
 
 
 def _model_and_optimizer(seed: int = 0):
@@ -56,8 +60,8 @@ def test_round_trip_restores_model_optimizer_and_rng(tmp_path):
 
 def test_flatten_keeps_int_keys_tuples_and_tensors():
     state = {"state": {0: {"step": torch.tensor(3.0)}}, "param_groups": [{"betas": (0.9, 0.99), "params": [0]}]}
-    structure, tensors = ck.flatten_state(state)
-    back = ck.unflatten_state(json.loads(json.dumps(structure)), tensors)
+    structure, tensors = flatten_state(state)
+    back = unflatten_state(json.loads(json.dumps(structure)), tensors)
     assert list(back["state"]) == [0] and back["param_groups"][0]["betas"] == (0.9, 0.99)
     assert torch.equal(back["state"][0]["step"], torch.tensor(3.0))
 
@@ -98,7 +102,7 @@ def test_crash_between_the_two_renames_falls_back_to_the_old_copy(tmp_path, monk
 
 KILLER = """
 import sys, torch
-from rnnkit import checkpoint as ck
+from rnnkit.runs import checkpoint as ck
 model = torch.nn.Linear(256, 256)
 opt = torch.optim.Adam(model.parameters())
 step = 0
@@ -164,35 +168,35 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
 def test_resolve_run_picks_the_most_recent_run(tmp_path):
     with pytest.raises(CheckpointError, match="no run found"):
-        ck.resolve_run(None, tmp_path)
+        resolve_run(None, tmp_path)
     for name in ("old", "new"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.yaml").write_text("task: lm\n")
         time.sleep(0.02)
     os.utime(tmp_path / "old", (time.time() - 100, time.time() - 100))
-    assert ck.resolve_run(None, tmp_path) == tmp_path / "new"
-    assert ck.resolve_run(str(tmp_path / "old")) == tmp_path / "old"
+    assert resolve_run(None, tmp_path) == tmp_path / "new"
+    assert resolve_run(str(tmp_path / "old")) == tmp_path / "old"
     with pytest.raises(CheckpointError, match="no such run folder"):
-        ck.resolve_run(str(tmp_path / "nope"))
+        resolve_run(str(tmp_path / "nope"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="not an rnnkit run folder"):
-        ck.resolve_run(str(tmp_path / "empty"))
+        resolve_run(str(tmp_path / "empty"))
 
 
 def test_run_lock_refuses_a_second_holder(tmp_path):
-    with ck.RunLock(tmp_path):
-        assert (tmp_path / ck.LOCK_FILE).read_text().strip() == str(os.getpid())
+    with RunLock(tmp_path):
+        assert (tmp_path / LOCK_FILE).read_text().strip() == str(os.getpid())
         with pytest.raises(TrainingError, match=f"pid {os.getpid()}"):
-            ck.RunLock(tmp_path).acquire()
-    ck.RunLock(tmp_path).acquire().release()  # free again once released
+            RunLock(tmp_path).acquire()
+    RunLock(tmp_path).acquire().release()  # free again once released
 
 
 def test_atomic_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     target = tmp_path / "config.yaml"
-    ck.atomic_write_text(target, "old")
+    atomic_write_text(target, "old")
     monkeypatch.setattr(ck.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError):
-        ck.atomic_write_text(target, "new")
+        atomic_write_text(target, "new")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["config.yaml"]
 
 

@@ -17,9 +17,10 @@ import pytest
 import torch
 import yaml
 
-from rnnkit.checkpoint import has_checkpoint, load_checkpoint, load_for_inference
 from rnnkit.cli import main
 from rnnkit.config import load_config
+from rnnkit.runs.checkpoint import has_checkpoint, load_checkpoint
+from rnnkit.runs.loaded import load
 from rnnkit.training import train
 
 EVERY = 5  # train.checkpoint_every
@@ -106,7 +107,7 @@ def kill_and_resume_trial(work: Path, rng: random.Random, reference: dict[str, t
     outcome = {"target": target, "killed_at": killed_at, "saved": None}
     if has_checkpoint(run, "last"):
         saved = load_checkpoint(run, "last")  # loadable every time, the optimizer and RNG states included
-        load_for_inference(run, "best")
+        load(run, "best", device="cpu")
         outcome["saved"] = saved.step
         assert killed_at - saved.step <= EVERY, outcome  # at most one checkpoint interval lost
         args = ["--resume", "--quiet"]
@@ -194,7 +195,7 @@ def test_a_second_train_is_locked_out_and_readers_see_whole_checkpoints(work, ca
 
 SAVE_LOOP = """
 import sys, torch
-from rnnkit import checkpoint as ck
+from rnnkit.runs import checkpoint as ck
 model = torch.nn.Linear(64, 64)
 opt = torch.optim.Adam(model.parameters())
 step = 0

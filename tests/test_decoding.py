@@ -5,7 +5,8 @@ import itertools
 import pytest
 import torch
 
-from rnnkit.decoding import (
+from rnnkit.errors import UsageError
+from rnnkit.generation.decoding import (
     DecodeOptions,
     beam_sample,
     beam_search,
@@ -18,7 +19,6 @@ from rnnkit.decoding import (
     top_k_filter,
     top_p_filter,
 )
-from rnnkit.errors import UsageError
 
 EOS = 0
 

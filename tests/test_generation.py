@@ -9,12 +9,12 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from rnnkit.checkpoint import load_for_inference
 from rnnkit.cli import app
 from rnnkit.config import GenerateConfig
 from rnnkit.data.vocab import EOS
 from rnnkit.errors import UsageError
-from rnnkit.generation import decode_options, merge_options
+from rnnkit.generation.options import decode_options, merge_options
+from rnnkit.runs.loaded import load
 
 TINY = {
     "task": "lm",
@@ -47,13 +47,14 @@ def test_a_sampling_option_keeps_the_runs_beam_for_beam_sampling():
 
 def test_clashes_the_user_typed_are_still_errors():
     with pytest.raises(UsageError, match="--greedy cannot be combined with --beam"):
-        decode_options(merge_options(GenerateConfig(), {"greedy": True, "beam": 5}))
+        decode_options(merge_options(GenerateConfig(), {"greedy": True, "beam": 5})).validate()
 
 
-@pytest.mark.parametrize("max_len, message", [(0, "at least 1"), (10**9, "more than the 100000")])
-def test_max_len_out_of_range_is_a_usage_error(max_len, message):
+@pytest.mark.parametrize("max_len, message", [(0, "--max-len: 0 must be >= 1"),
+                                              (10**9, "--max-len: 1000000000 must be <= 100000")])
+def test_max_len_out_of_range_is_a_usage_error_with_the_configs_limits(max_len, message):
     with pytest.raises(UsageError, match=message):
-        decode_options(GenerateConfig(max_len=max_len))
+        merge_options(GenerateConfig(), {"max_len": max_len})
 
 
 # --- end to end ------------------------------------------------------------------------------------------
@@ -83,7 +84,8 @@ def _json_lines(result):
 
 def _model_log_prob(run, prompt: str, text: str, finished: bool) -> float:
     """Teacher-forced log-probability of `text` (+ EOS when finished) after EOS + prompt."""
-    _, vocab, model = load_for_inference(run, device="cpu")
+    loaded = load(run, device="cpu")
+    vocab, model = loaded.vocab, loaded.model
     ids = [EOS] + vocab.encode(prompt) + vocab.encode(text) + ([EOS] if finished else [])
     tokens = torch.tensor(ids).unsqueeze(1)  # (T, 1)
     with torch.no_grad():
@@ -143,11 +145,11 @@ def test_replace_unknown_reports_the_replacement(trained_run):
 
 @pytest.mark.parametrize("args, message", [
     (["--greedy", "--beam", "5"], "--greedy cannot be combined with --beam"),
-    (["--nucleus", "1.5"], "--nucleus must be in (0, 1]"),
-    (["--temperature", "0"], "--temperature must be a positive number"),
-    (["--top-k", "0"], "--top-k must be at least 1"),
-    (["--beam", "0"], "--beam must be at least 1"),
-    (["--max-len", "0"], "--max-len must be at least 1"),
+    (["--nucleus", "1.5"], "--nucleus: 1.5 must be <= 1.0"),
+    (["--temperature", "0"], "--temperature: 0.0 must be > 0.0"),
+    (["--top-k", "0"], "--top-k: 0 must be >= 1"),
+    (["--beam", "0"], "--beam: 0 must be >= 1"),
+    (["--max-len", "0"], "--max-len: 0 must be >= 1"),
     (["--beam", "2", "--num", "3"], "--num (3) cannot exceed --beam (2)"),
 ])
 def test_impossible_options_exit_2_with_one_line(trained_run, args, message):

@@ -9,8 +9,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from rnnkit.errors import UsageError
-from rnnkit.grads import (
+from rnnkit.diagnostics.gradients import (
     GradReport,
     fit_decay,
     gate_stats,
@@ -20,6 +19,7 @@ from rnnkit.grads import (
     matrix_spectrum,
     spectra_of,
 )
+from rnnkit.errors import UsageError
 from rnnkit.models import CharLM
 
 V = 12  # vocabulary of the synthetic batches (ids 2.. are "characters")
@@ -198,7 +198,7 @@ def test_recording_is_off_by_default():
 
 @pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="matplotlib (extra 'plot') missing")
 def test_png_is_written(tmp_path):
-    from rnnkit.grads_report import plot_profiles
+    from rnnkit.diagnostics.plots import plot_profiles
 
     batches = random_batches(0, T=20)
     reports = [gradient_profile(fresh(c, 0), batches, label=c) for c in ("rnn", "lstm")]
@@ -211,7 +211,7 @@ def test_png_is_written(tmp_path):
 def test_tensorboard_events_hold_histograms(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import HISTOGRAMS, SCALARS, EventAccumulator
 
-    from rnnkit.grads_report import write_tensorboard
+    from rnnkit.diagnostics.plots import write_tensorboard
 
     report = gradient_profile(fresh("lstm", 0), random_batches(0, T=8))
     write_tensorboard(report, tmp_path / "tb")
@@ -225,7 +225,7 @@ def test_tensorboard_events_hold_histograms(tmp_path):
 def test_terminal_rendering_has_sparkline_and_verdict():
     from rich.console import Console
 
-    from rnnkit.grads_report import log_range, render
+    from rnnkit.cli.grads_tables import log_range, render
 
     report = gradient_profile(fresh("rnn", 0), random_batches(0, T=30))
     console = Console(record=True, width=120)

@@ -6,7 +6,14 @@ import math
 
 import torch
 
-from rnnkit.metrics import accuracy, add_sums, confusion_matrix, horizon_errors, masked_error_sums, per_class_accuracy
+from rnnkit.evaluation.metrics import (
+    accuracy,
+    add_sums,
+    confusion_matrix,
+    horizon_errors,
+    masked_error_sums,
+    per_class_accuracy,
+)
 
 
 def test_masked_errors_equal_a_hand_computation():

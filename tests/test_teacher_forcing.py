@@ -12,9 +12,10 @@ from rnnkit.data.datasets import sentence_batch
 from rnnkit.data.vocab import PAD
 from rnnkit.errors import ConfigError
 from rnnkit.models import CharLM, masked_cross_entropy
+from rnnkit.models.feedback import mix_inputs, pick_tokens
 from rnnkit.tasks import LanguageModelTask
 from rnnkit.tasks.lm import scheduled_forward
-from rnnkit.training.teacher_forcing import TeacherForcingSchedule, mix_inputs, pick_tokens
+from rnnkit.training.teacher_forcing import TeacherForcingSchedule
 
 VOCAB = 9
 

@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from rnnkit.cli import app
 from rnnkit.errors import RnnkitError
-from rnnkit.generation_eval import DECODERS, describe
-from rnnkit.text_metrics import distinct_n, reference_scores, self_bleu, text_metrics
+from rnnkit.evaluation.generated import DECODERS
+from rnnkit.evaluation.text import distinct_n, reference_scores, self_bleu, text_metrics
+from rnnkit.generation.options import describe
 
 
 def test_distinct_n_counts_word_ngrams_over_all_samples():
@@ -64,7 +65,7 @@ def test_missing_sacrebleu_says_how_to_install_it(monkeypatch):
 
 def test_decoders_of_the_comparison_are_described():
     from rnnkit.config import GenerateConfig
-    from rnnkit.generation_eval import NEUTRAL
+    from rnnkit.generation.options import NEUTRAL
 
     names = [describe(GenerateConfig(**{**NEUTRAL, **settings})) for settings in DECODERS.values()]
     assert names == ["greedy", "sampling, T=0.8", "sampling, top-k 10", "sampling, nucleus 0.95", "beam 5",

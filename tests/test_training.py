@@ -11,9 +11,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from rnnkit.checkpoint import load_checkpoint
 from rnnkit.config import config_from_dict
 from rnnkit.errors import CheckpointError, TrainingError
+from rnnkit.runs.checkpoint import load_checkpoint
 from rnnkit.tasks import LanguageModelTask
 from rnnkit.training import Schedule, train
 

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from rnnkit.cli.app import command, out_console
 
@@ -31,37 +30,20 @@ def evaluate(
     """Report trained runs' metrics on a split: loss, bits per character and perplexity (lm); accuracy,
     per-class accuracy, confusion matrix and accuracy by window length (classify); MAE/RMSE/MAPE per horizon
     next to naive baselines (forecast)."""
-    from rnnkit.checkpoint import resolve_run
-    from rnnkit.evaluation import evaluate_run
+    from rnnkit.cli.tables import eval_tables
+    from rnnkit.evaluation.generated import add_text_metrics
+    from rnnkit.runs.loaded import load
 
-    folders = [resolve_run(run) for run in runs] if runs else [resolve_run(None)]
-    results = [evaluate_run(folder, split=split, which=which, device=device) for folder in folders]
-    if generate or compare_decoding or free_running:
-        from rnnkit.generation_eval import add_text_metrics
-
-        for record in results:
-            add_text_metrics(record, n=generate, compare=compare_decoding, free_running=free_running,
-                             references=references, which=which, device=device)
-    if as_json:
-        for record in results:
-            print(json.dumps(record), flush=True)
-        return
-    if any(r.get("task", "lm") != "lm" for r in results):  # classify, forecast: the task prints its report
-        from rnnkit.tasks import get_task
-
-        for r in results:
-            for part in get_task(r["task"]).tables(r):
-                out_console.print(part)
-        return
-    table = Table(title=f"evaluation on {split}")
-    for column in ("run", "checkpoint", "step", "loss (nats/char)", "bpc", "perplexity"):
-        table.add_column(column, justify="left" if column == "run" else "right")
-    for r in results:
-        table.add_row(r["run"], r["which"], str(r["step"]), f"{r['loss']:.4f}", f"{r['bpc']:.4f}",
-                      f"{r['perplexity']:.3f}")
-    out_console.print(table)
-    if generate or compare_decoding or free_running:
-        from rnnkit.generation_eval import text_tables
-
-        for part in text_tables(results):
+    results = []
+    for folder in runs or [None]:
+        run = load(folder, which=which, device=device)  # one read of the checkpoint per run, data prepared once
+        record = run.evaluate(split)
+        if generate or compare_decoding or free_running:
+            add_text_metrics(run, record, n=generate, compare=compare_decoding, free_running=free_running,
+                             references=references)
+        if as_json:
+            print(json.dumps(record), flush=True)  # each run's line as soon as it is ready
+        results.append(record)
+    if not as_json:
+        for part in eval_tables(results):
             out_console.print(part)

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from rnnkit.cli.app import command, err_console, out_console
 
@@ -42,46 +41,24 @@ def generate(
     beam search, or beam search with sampling. Defaults come from the run's `generate:` section; the
     options you type choose the mode (`--greedy` sets aside the run's sampling defaults, `--beam K` alone
     is plain beam search, `--beam K --nucleus P` samples the beams)."""
-    from rnnkit.checkpoint import resolve_run
-    from rnnkit.generation import generate_from_run
+    from rnnkit.cli.tables import samples_table
+    from rnnkit.generation.generate import generate_from_loaded
+    from rnnkit.generation.options import describe
+    from rnnkit.runs.loaded import load
 
     overrides = dict(prompt=prompt, max_len=max_len, min_len=min_len, num=num, seed=seed, greedy=greedy,
                      temperature=temperature, top_k=top_k, nucleus=nucleus, beam=beam,
                      length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram, fixed_length=fixed_length,
                      repetition_penalty=repetition_penalty)
-    run_dir = resolve_run(run)
-    result = generate_from_run(run_dir, overrides, which=which, device=device, replace_unknown=replace_unknown)
+    loaded = load(run, which=which, device=device)
+    result = generate_from_loaded(loaded, overrides, replace_unknown=replace_unknown)
     for note in result.replacements:
-        err_console.print(f"replaced prompt character {note}")
+        err_console.print(f"replaced prompt character {note}", markup=False)
     if as_json:
         for sample in result.samples:
-            record = {**dataclasses.asdict(sample), "prompt": result.prompt, "run": str(run_dir),
+            record = {**dataclasses.asdict(sample), "prompt": result.prompt, "run": str(loaded.path),
                       "options": dataclasses.asdict(result.options)}
             print(json.dumps(record, ensure_ascii=False))
         return
-    err_console.print(f"{run_dir}: {_describe(result.options)}", markup=False)
-    table = Table(show_lines=True)
-    table.add_column("#", justify="right")
-    table.add_column("text (prompt + generated; … = stopped at --max-len)")
-    table.add_column("log p", justify="right")
-    table.add_column("len", justify="right")
-    for index, sample in enumerate(result.samples, 1):
-        ending = "" if sample.finished else " …"
-        table.add_row(str(index), result.prompt + sample.text + ending, f"{sample.log_prob:.2f}",
-                      str(sample.length))
-    out_console.print(table)
-
-
-def _describe(used) -> str:
-    if used.greedy:
-        return "greedy"
-    parts = [f"beam {used.beam}"] if used.beam > 1 else ["sampling"]
-    if used.repetition_penalty != 1.0:
-        parts.append(f"repetition penalty {used.repetition_penalty:g}")
-    if used.beam == 1 or used.temperature != 1.0 or used.top_k or used.nucleus:
-        parts.append(f"T={used.temperature:g}")
-        if used.top_k:
-            parts.append(f"top-k {used.top_k}")
-        if used.nucleus:
-            parts.append(f"nucleus {used.nucleus:g}")
-    return ", ".join(parts)
+    err_console.print(f"{loaded.path}: {describe(result.options)}", markup=False)
+    out_console.print(samples_table(result.prompt, result.samples))

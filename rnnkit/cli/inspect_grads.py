@@ -39,8 +39,9 @@ def inspect_grads(
     decay fit and a vanishing / stable / exploding verdict), parameter gradient norms before and after
     clipping, gate saturation and the spectra of the recurrent matrices."""
     # Imported here so that `rnnkit --help` does not load torch.
-    from rnnkit.grads import inspect_target
-    from rnnkit.grads_report import log_range, plot_profiles, render, write_tensorboard
+    from rnnkit.cli.grads_tables import log_range, render
+    from rnnkit.diagnostics.gradients import inspect_target
+    from rnnkit.diagnostics.plots import plot_profiles, write_tensorboard
 
     if loss_at not in ("last", "all"):
         raise UsageError(f"--loss-at: {loss_at!r} is not one of last, all")

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from rnnkit.data.batch_types import TokenBatch
 from rnnkit.data.vocab import EOS, PAD
 from rnnkit.errors import DataError, UsageError
 
@@ -141,7 +142,7 @@ class BucketBatchSampler:
 class LMBatches:
     """The batches of one split for a language model: `set_epoch`, `len`, and iteration.
 
-    Each item is (inputs (T, B) long, targets (T, B) long, lengths (B,) long).
+    Each item is a TokenBatch: inputs (T, B) long, targets (T, B) long, lengths (B,) long.
     """
 
     def __init__(self, dataset: Dataset, sampler: BucketBatchSampler, mode: str):
@@ -153,13 +154,13 @@ class LMBatches:
     def __len__(self) -> int:
         return len(self.sampler)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[TokenBatch]:
         for indices in self.sampler:
             items = [self.dataset[i] for i in indices]
             yield sentence_batch(items) if self.mode == "sentences" else window_batch(items)
 
 
-def sentence_batch(sentences: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def sentence_batch(sentences: Sequence[torch.Tensor]) -> TokenBatch:
     """(inputs, targets, lengths): targets = padded sentences + EOS (L, B); inputs = EOS, targets[:-1]."""
     targets, lengths = pad_collate_fn(sentences)  # (L, B), (B,)
     inputs = torch.empty_like(targets)
@@ -167,14 +168,14 @@ def sentence_batch(sentences: Sequence[torch.Tensor]) -> tuple[torch.Tensor, tor
     inputs[1:] = targets[:-1]
     beyond = torch.arange(targets.shape[0]).unsqueeze(1) >= lengths.unsqueeze(0)  # (L, B)
     inputs.masked_fill_(beyond, PAD)  # the final EOS must not reappear as an input after the end
-    return inputs, targets, lengths
+    return TokenBatch(inputs, targets, lengths)
 
 
-def window_batch(windows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def window_batch(windows: Sequence[torch.Tensor]) -> TokenBatch:
     """(inputs, targets, lengths) from windows of W + 1 ids: inputs (W, B) = w[:-1], targets = w[1:]."""
     stacked = torch.stack(list(windows), dim=1)  # (W + 1, B)
     width = stacked.shape[0] - 1
-    return stacked[:-1], stacked[1:], torch.full((stacked.shape[1],), width, dtype=torch.long)
+    return TokenBatch(stacked[:-1], stacked[1:], torch.full((stacked.shape[1],), width, dtype=torch.long))
 
 
 def lm_batches(corpus, split: str, data_cfg, batch_size: int, seed: int, shuffle: bool,

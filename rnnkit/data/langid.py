@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from rnnkit.data.prepared import DataSummary, cached_manifest, read_folder, write_folder
 from rnnkit.data.sources import Source, local_path, register, sha256_file
+from rnnkit.data.store import DataSummary, cached_manifest, read_folder, write_folder
 from rnnkit.data.vocab import Vocab
 from rnnkit.errors import DataError, UsageError
 

@@ -168,9 +168,11 @@ def save_metro(path: str | Path, train: Tensor, test: Tensor) -> Path:
     if path.suffix == ".npz":
         np.savez(path, train=train.numpy(), test=test.numpy())
     elif path.suffix == ".safetensors":
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
-        save_file({"train": train.contiguous(), "test": test.contiguous()}, str(path))
+        from rnnkit.io.atomic import atomic_write_bytes
+
+        atomic_write_bytes(path, save({"train": train.contiguous(), "test": test.contiguous()}))
     else:
         raise DataError(f"{path}: write .npz or .safetensors")
     return path

@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 
 from rnnkit.data.metro import read_metro_file, synthetic_metro
-from rnnkit.data.prepared import DataSummary, cached_manifest, read_folder, write_folder
 from rnnkit.data.sources import Source, fetch, register
+from rnnkit.data.store import DataSummary, cached_manifest, read_folder, write_folder
 from rnnkit.errors import UsageError
 
 FORMAT_VERSION = 1

@@ -23,8 +23,8 @@ from safetensors.torch import load_file
 
 from rnnkit.config import DataConfig
 from rnnkit.data.cleaning import CleaningReport, clean_text
-from rnnkit.data.prepared import write_folder
 from rnnkit.data.sources import SOURCES, Source, check_readable, fetch, get_source
+from rnnkit.data.store import write_folder
 from rnnkit.data.vocab import EOS, Vocab
 from rnnkit.errors import DataError, UsageError
 

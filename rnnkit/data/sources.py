@@ -42,7 +42,7 @@ class Source:
     `generate(data_cfg) -> list[str]` makes the sentences of a generated source (reber).
     `preparer`, when set, replaces the whole text pipeline for this source: it receives the same
     arguments as `rnnkit.data.prepare.prepare_text_source` and returns a `PrepareSummary` (or any object
-    with `name`, `folder`, `reused`, `seconds` and `rows()`, such as `rnnkit.data.prepared.DataSummary`).
+    with `name`, `folder`, `reused`, `seconds` and `rows()`, such as `rnnkit.data.store.DataSummary`).
     Sources that are not character-level text (metro forecasting, language identification) register one.
     """
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from rnnkit.errors import DataError, VocabularyError
+from rnnkit.io.atomic import atomic_write_text
 
 PAD = 0  # padding after a sequence's end; never a target the loss counts
 EOS = 1  # end of sentence; also the first input of every sentence (see rnnkit.data.datasets)
@@ -115,7 +116,7 @@ class Vocab:
 
     def save(self, path: str | Path) -> None:
         """Write the vocabulary as a UTF-8 JSON file."""
-        Path(path).write_text(self.to_json(), encoding="utf-8")
+        atomic_write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> Vocab:

@@ -3,5 +3,7 @@
 from rnnkit.models.layers import GRU, LAYERS, LSTM, RNN
 from rnnkit.models.lm import CharLM
 from rnnkit.models.losses import lengths_to_mask, masked_cross_entropy
+from rnnkit.models.protocols import RecordsGates
 
-__all__ = ["RNN", "GRU", "LSTM", "LAYERS", "CharLM", "masked_cross_entropy", "lengths_to_mask"]
+__all__ = ["RNN", "GRU", "LSTM", "LAYERS", "CharLM", "masked_cross_entropy", "lengths_to_mask",
+           "RecordsGates"]

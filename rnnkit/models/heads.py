@@ -98,7 +98,7 @@ class Seq2SeqForecaster(nn.Module):
 
         The leading 1 keeps the direct forecaster's layout (T, B, K, N), whose last row is the forecast.
         """
-        from rnnkit.training.teacher_forcing import mix_inputs  # here: importing rnnkit.training loads the trainer
+        from rnnkit.models.feedback import mix_inputs
 
         B = x.shape[1]
         if future is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -9,11 +11,6 @@ from torch import Tensor, nn
 from rnnkit.data.vocab import PAD
 from rnnkit.errors import ConfigError
 from rnnkit.models.layers import LAYERS, make_layer
-
-_DEFAULTS = {
-    "cell": "lstm", "hidden_size": 128, "num_layers": 1, "dropout": 0.0, "embedding_dim": 32,
-    "nonlinearity": "tanh", "bias": True, "forget_bias": 1.0, "backend": "auto",
-}
 
 
 class CharLM(nn.Module):
@@ -53,8 +50,10 @@ class CharLM(nn.Module):
 
     @classmethod
     def from_config(cls, model_cfg, vocab_size: int) -> CharLM:
-        """Build from any object with the constructor's names as attributes (extra ones are ignored)."""
-        return cls(vocab_size, **{k: getattr(model_cfg, k, v) for k, v in _DEFAULTS.items()})
+        """Build from a ModelConfig: every constructor argument but vocab_size is read from it (the defaults
+        live in rnnkit/config.py alone; extra config fields are ignored)."""
+        names = list(inspect.signature(cls.__init__).parameters)[2:]  # after self, vocab_size
+        return cls(vocab_size, **{name: getattr(model_cfg, name) for name in names})
 
     def embed(self, tokens: Tensor) -> Tensor:
         """tokens (...) long -> input vectors (..., input_size)."""

@@ -8,13 +8,12 @@ from pathlib import Path
 import torch
 
 from rnnkit.errors import CheckpointError
+from rnnkit.io.atomic import atomic_write_json
 
 TASK_FILE = "task.json"
 
 
 def write_task_json(run_dir: Path, data: dict) -> None:
-    from rnnkit.checkpoint import atomic_write_json
-
     atomic_write_json(Path(run_dir) / TASK_FILE, data)
 
 

@@ -20,7 +20,7 @@ class ClassifyTask:
     """Station (metro, metro-synthetic) or language (langid) from a sequence; see rnnkit/tasks/__init__.py."""
 
     name = "classify"
-    unit = "step"  # what the trainer counts per second: input time steps read
+    unit = "time steps"  # what the trainer counts per second: input time steps read
 
     def __init__(self, cfg, data_root: str | Path | None = None):
         self.cfg, self.data_root = cfg, data_root
@@ -31,7 +31,7 @@ class ClassifyTask:
 
     def setup(self) -> ClassifyTask:
         from rnnkit.data import prepare_corpus
-        from rnnkit.data.classes import StationWindows, TextSamples
+        from rnnkit.data.labelled import StationWindows, TextSamples
         from rnnkit.data.langid import load_langid
         from rnnkit.data.metro_source import is_metro, load_metro
 
@@ -131,7 +131,7 @@ class ClassifyTask:
 
     def report(self, model: nn.Module, split: str, batch_size: int, device: torch.device) -> dict:
         """Confusion matrix, per-class accuracy and accuracy against the window length on `split`."""
-        from rnnkit.metrics import accuracy, confusion_matrix, per_class_accuracy
+        from rnnkit.evaluation.metrics import accuracy, confusion_matrix, per_class_accuracy
 
         was_training = model.training
         model.eval()
@@ -153,32 +153,3 @@ class ClassifyTask:
                                                             strict=True)},
                 "accuracy_by_length": by_length, "window": self.cfg.data.window if self.data.kind == "metro"
                 else None}
-
-    @staticmethod
-    def tables(record: dict) -> list:
-        """Rich tables of an `eval` record: summary, per-class accuracy with the confusion matrix, by length."""
-        from rich.table import Table
-
-        head = Table(title=f"{record['run']}: classification on {record['split']} ({record['which']}, "
-                           f"step {record['step']})")
-        for column in ("sequences", "loss", "accuracy", "0-1 error"):
-            head.add_column(column, justify="right")
-        head.add_row(str(record["items"]), f"{record['loss']:.4f}", f"{record['accuracy']:.4f}",
-                     f"{record['error']:.4f}")
-        classes = record["classes"]
-        confusion = Table(title="per-class accuracy and confusion matrix (rows: true class, columns: predicted "
-                                "class number)", show_edge=False, padding=(0, 1))
-        confusion.add_column("class", no_wrap=True)
-        confusion.add_column("acc.", justify="right", no_wrap=True)
-        for k in range(len(classes)):
-            confusion.add_column(str(k), justify="right", no_wrap=True)
-        for k, name in enumerate(classes):
-            acc = record["per_class_accuracy"][name]
-            label = name if name.endswith(f" {k}") else f"{k} {name}"  # "station 3" already says 3
-            confusion.add_row(label, "-" if acc is None else f"{acc:.3f}", *(str(n) for n in record["confusion"][k]))
-        lengths = Table(title="accuracy against the test window length")
-        for column in ("length", "sequences", "accuracy"):
-            lengths.add_column(column, justify="right")
-        for row in record["accuracy_by_length"]:
-            lengths.add_row(str(row["length"]), str(row["sequences"]), f"{row['accuracy']:.4f}")
-        return [head, confusion, lengths]

@@ -27,7 +27,7 @@ class ForecastTask:
     """See rnnkit/tasks/__init__.py for the protocol; batches are (x, y, lengths, truth, windows, future)."""
 
     name = "forecast"
-    unit = "step"  # what the trainer counts per second: input time steps read
+    unit = "time steps"  # what the trainer counts per second: input time steps read
 
     def __init__(self, cfg, data_root: str | Path | None = None):
         self.cfg, self.data_root = cfg, data_root
@@ -167,7 +167,7 @@ class ForecastTask:
     @torch.no_grad()
     def eval_sums(self, model: nn.Module, batch, device: torch.device) -> dict[str, float]:
         """Summed loss plus PVCGN's masked error sums per horizon (original scale, last input step)."""
-        from rnnkit.metrics import masked_error_sums
+        from rnnkit.evaluation.metrics import masked_error_sums
 
         pred = self._predict(model, batch, device)  # free running: the honest forecast
         p, t = self._supervised(pred, batch[1].to(device))
@@ -179,7 +179,7 @@ class ForecastTask:
 
     def metrics(self, sums: dict[str, float]) -> dict[str, float]:
         """loss (normalised scale), then MAE/RMSE/MAPE averaged over horizons and MAE per horizon."""
-        from rnnkit.metrics import horizon_errors
+        from rnnkit.evaluation.metrics import horizon_errors
 
         out = {"loss": sums["loss_sum"] / max(sums["count"], 1.0)}
         K = self.cfg.data.horizon
@@ -211,7 +211,7 @@ class ForecastTask:
     @torch.no_grad()
     def report(self, model: nn.Module, split: str, batch_size: int, device: torch.device) -> dict:
         """MAE/RMSE/MAPE per horizon of the model and of the two baselines on the same windows."""
-        from rnnkit.metrics import add_sums, horizon_errors, masked_error_sums
+        from rnnkit.evaluation.metrics import add_sums, horizon_errors, masked_error_sums
 
         was_training = model.training
         model.eval()
@@ -227,19 +227,3 @@ class ForecastTask:
             model.train(was_training)
         return {"windows": self.num_sequences(split), "horizons": horizon_errors(totals["model"]),
                 "baselines": {k: horizon_errors(totals[k]) for k in BASELINES}}
-
-    @staticmethod
-    def tables(record: dict) -> list:
-        """One rich table: per horizon, the model's MAE/RMSE/MAPE next to the two baselines'."""
-        from rich.table import Table
-
-        table = Table(title=f"{record['run']}: forecast on {record['split']} ({record['windows']} windows, "
-                            f"{record['which']}, step {record['step']}); MAE / RMSE / MAPE on counts, zeros masked")
-        table.add_column("horizon", justify="right")
-        for label in ("model", *BASELINES.values()):
-            table.add_column(label, justify="right")
-        for k, row in enumerate(record["horizons"]):
-            cells = [row, *(record["baselines"][b][k] for b in BASELINES)]
-            table.add_row(f"{row['minutes']} min", *(f"{c['mae']:.2f} / {c['rmse']:.2f} / {c['mape']:.2f}%"
-                                                      for c in cells))
-        return [table]

@@ -52,11 +52,7 @@ class LanguageModelTask:
             raise CheckpointError(f"{err} (the run folder is incomplete or damaged)") from None
 
     def save_artifacts(self, run_dir: Path) -> None:
-        import json
-
-        from rnnkit.checkpoint import atomic_write_text
-
-        atomic_write_text(run_dir / VOCAB_FILE, json.dumps(self.vocab.to_dict(), ensure_ascii=False, indent=1) + "\n")
+        self.vocab.save(Path(run_dir) / VOCAB_FILE)
 
     def check_artifacts(self, run_dir: Path) -> None:
         saved = self._load_vocab(run_dir)
@@ -137,7 +133,7 @@ class LanguageModelTask:
 
     def metrics(self, sums: dict[str, float]) -> dict[str, float]:
         """loss (nats/char), bpc, perplexity (and penultimate_acc on Reber) from summed counts."""
-        from rnnkit.evaluation import bits_per_char, perplexity
+        from rnnkit.evaluation.metrics import bits_per_char, perplexity
 
         loss = sums["loss_sum"] / max(sums["count"], 1.0)
         out = {"loss": loss, "bpc": bits_per_char(loss), "perplexity": perplexity(loss)}
@@ -148,8 +144,8 @@ class LanguageModelTask:
     def samples(self, model: nn.Module, device: torch.device, n: int = 3, seed: int = 0,
                 temperature: float = 0.8, max_len: int = 200) -> list[str]:
         """A few sentences sampled from scratch (a private generator: the training RNG is not touched)."""
-        from rnnkit.decoding import DecodeOptions
-        from rnnkit.generation import generate
+        from rnnkit.generation.decoding import DecodeOptions
+        from rnnkit.generation.generate import generate
 
         was_training = model.training
         options = DecodeOptions(temperature=temperature, num=n, max_len=max_len)
@@ -170,7 +166,7 @@ def scheduled_forward(model: nn.Module, inputs: Tensor, p: float, feed: str,
     too, but their logits are masked out of any loss.
     """
     from rnnkit.data.vocab import PAD
-    from rnnkit.training.teacher_forcing import mix_inputs, pick_tokens
+    from rnnkit.models.feedback import mix_inputs, pick_tokens
 
     state, steps, read = None, [], []
     prediction = None

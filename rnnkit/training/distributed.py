@@ -49,7 +49,7 @@ def init_distributed(device_pref: str) -> DistEnv:
 
 def device_for(env: DistEnv, device_pref: str) -> torch.device:
     """The device this process trains on (its local GPU under torchrun)."""
-    from rnnkit.checkpoint import pick_device
+    from rnnkit.device import pick_device
 
     device = pick_device(device_pref)
     if device.type == "cuda" and env.enabled:

@@ -21,20 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
-from rnnkit.checkpoint import (
-    RunLock,
-    atomic_write_text,
-    check_resumable,
-    has_checkpoint,
-    load_checkpoint,
-    load_model_state,
-    run_config,
-    save_checkpoint,
-)
 from rnnkit.errors import CheckpointError, Terminated, TrainingError, UsageError
-from rnnkit.evaluation import split_sums
+from rnnkit.evaluation.split import split_sums
+from rnnkit.models import RecordsGates, lengths_to_mask
+from rnnkit.runs.checkpoint import has_checkpoint, load_checkpoint, load_model_state, save_checkpoint
+from rnnkit.runs.folder import check_resumable, run_config, write_run_config
+from rnnkit.runs.lock import RunLock
 from rnnkit.tasks import get_task
 from rnnkit.training.distributed import (
     DistEnv,
@@ -129,7 +122,7 @@ class Trainer:
             self.lock = RunLock(self.run_dir).acquire()
         self.check_folder()
         self.task = get_task(self.cfg.task)(self.cfg, self.data_root)
-        self.result.unit = getattr(self.task, "unit", "char")
+        self.result.unit = self.task.unit
         if self.env.is_main:  # rank 0 prepares the data once; the others then load the cached folder
             self.task.setup()
         barrier(self.env)
@@ -197,7 +190,7 @@ class Trainer:
         self.task.save_artifacts(self.run_dir)
 
     def write_config(self) -> None:
-        atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        write_run_config(self.run_dir, self.cfg)
 
     def restore(self) -> None:
         """Model, optimizer, schedule, counters and RNG states from `last`."""
@@ -210,7 +203,14 @@ class Trainer:
                                   f"{self.t.optimizer!r} ({err}); resume with the optimizer it was trained with"
                                   ) from None
         self.schedule.load_state_dict(ckpt.scheduler)
+        if self.scaler is not None and ckpt.scaler:
+            self.scaler.load_state_dict(ckpt.scaler)  # the fp16 loss scale it had reached, not the initial 2**16
         s = ckpt.state
+        saved_world = int(s.get("world_size", 1))
+        if saved_world != self.env.world:
+            raise UsageError(f"{self.run_dir}: cannot resume with {self.env.world} process(es), the run was trained "
+                             f"with {saved_world} (world size; the saved position in the epoch counts global "
+                             f"batches of that many shards); resume under the same torchrun --nproc-per-node")
         self.step, self.epoch, self.batch_in_epoch = int(s["step"]), int(s["epoch"]), int(s["batch_in_epoch"])
         self.best_loss, self.bad_evals = s.get("best_loss"), int(s.get("bad_evals", 0))
         self.result.best_step, self.result.best_metrics = s.get("best_step"), s.get("best_metrics")
@@ -235,7 +235,7 @@ class Trainer:
         if self.env.is_main:
             save_checkpoint(self.run_dir, which, model=self.model, state=self.checkpoint_state(),
                             optimizer=self.optimizer, scheduler_state=self.schedule.state_dict(),
-                            task=self.cfg.task)
+                            scaler_state=self.scaler.state_dict() if self.scaler else None, task=self.cfg.task)
         if which == "last":
             self.saved_step = self.step
 
@@ -276,7 +276,7 @@ class Trainer:
         record = self.tb.writer is not None and self.t.histogram_every and (self.step + 1) % self.t.histogram_every == 0
         self.net.train()
         # Gates are recorded by a one-pass forward only (scheduled sampling runs one step at a time).
-        if record and hasattr(self.model, "record_gates") and self.teacher_forcing.always:
+        if record and isinstance(self.model, RecordsGates) and self.teacher_forcing.always:
             self.model.record_gates(True)
         with self.autocast():
             loss_sum, count, steps_read = self.task.loss(self.net, batch, self.device, **self.loss_options())
@@ -317,12 +317,9 @@ class Trainer:
 
     def log_histograms(self, batch) -> None:
         self.tb.gradients(self.model, self.step + 1)
-        if hasattr(self.model, "gate_activations"):
-            from rnnkit.models import lengths_to_mask
-
+        if isinstance(self.model, RecordsGates):
             gates = self.model.gate_activations()
-            lengths = batch[2]
-            mask = lengths_to_mask(lengths, batch[0].shape[0]) if lengths is not None else None
+            mask = lengths_to_mask(batch.lengths, batch[0].shape[0])  # (T, B): real steps only
             self.tb.gates(gates, mask, self.step + 1)
             self.model.record_gates(False)
 
@@ -355,7 +352,7 @@ class Trainer:
                 previous = {sig: signal.signal(sig, self.on_signal) for sig in STOP_SIGNALS}
                 handler_installed = True
             self.bar = ProgressBar(self.t.max_steps, self.step, self.env.is_main and not self.quiet,
-                                   f"{self.cfg.run.name or self.run_dir.name}", self.result.unit)
+                                   f"{self.cfg.run.name or self.run_dir.name}", self.result.unit, self.t.log_every)
             self.loop()
             self.finish()
         finally:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
+import time
 from pathlib import Path
 
 import torch
@@ -17,11 +19,18 @@ console = Console(stderr=True, highlight=False)
 
 class ProgressBar:
     """Step, loss, input steps per second (characters for the LM) and ETA; does nothing when disabled (quiet,
-    or not rank 0)."""
+    or not rank 0).
 
-    def __init__(self, total: int, start: int, enabled: bool, title: str, unit: str = "char"):
+    In a terminal: a live bar. Otherwise (stderr to a log file, a batch job): one plain line every
+    `every` steps and at the last step, which a log keeps and `tail -f` shows.
+    """
+
+    def __init__(self, total: int, start: int, enabled: bool, title: str, unit: str = "char", every: int = 100):
         self.progress = None
-        if not enabled:
+        self.plain = enabled and not console.is_terminal
+        self.total, self.title, self.unit, self.every = total, title, unit, max(1, every)
+        self.started, self.start_step = time.perf_counter(), start
+        if not enabled or self.plain:
             return
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -34,10 +43,22 @@ class ProgressBar:
     def update(self, step: int, loss: float, chars_per_sec: float) -> None:
         if self.progress is not None:
             self.progress.update(self.task, completed=step, loss=f"{loss:.4f}", cps=f"{chars_per_sec:,.0f}")
+        elif self.plain and (step % self.every == 0 or step == self.total):
+            console.print(self.line(step, loss, chars_per_sec), markup=False, highlight=False, soft_wrap=True)
+
+    def line(self, step: int, loss: float, chars_per_sec: float) -> str:
+        """`quickstart step 300/1500 loss 0.6931 12,345 char/s eta 0:00:42`: the plain progress line."""
+        done = step - self.start_step
+        rate = done / max(time.perf_counter() - self.started, 1e-9)
+        eta = (self.total - step) / rate if rate > 0 else 0.0
+        return (f"{self.title} step {step}/{self.total} loss {loss:.4f} {chars_per_sec:,.0f} {self.unit}/s "
+                f"eta {datetime.timedelta(seconds=round(eta))}")
 
     def print(self, message: str) -> None:
         if self.progress is not None:
             self.progress.console.print(message)
+        elif self.plain:
+            console.print(message, markup=False, highlight=False)
 
     def stop(self) -> None:
         if self.progress is not None:

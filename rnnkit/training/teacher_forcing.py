@@ -12,8 +12,9 @@ where s = step - teacher_forcing_delay: the decaying schedules first hold p = 1 
 one-pass forward) for teacher_forcing_delay steps, "start with teacher forcing, then switch".
 
 Any task that feeds its outputs back (the character LM, multi-step forecasting) asks the schedule for
-`probability(step)` and, at each time step, calls `mix_inputs(truth, prediction, p)`: one coin per sequence
-of the batch decides which of the two it reads. The decision is not differentiated (as in the paper), and
+`probability(step)` and, at each time step, calls `mix_inputs(truth, prediction, p)` (rnnkit/models/feedback.py):
+one coin per sequence of the batch decides which of the two it reads. The decision is not differentiated (as in
+the paper), and
 the draws come from the global RNG during training, so a resumed run repeats them exactly.
 """
 
@@ -22,11 +23,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
-from torch import Tensor
+from rnnkit.models.feedback import FEEDS
 
 SCHEDULES = ("constant", "linear", "inverse_sigmoid")
-FEEDS = ("sample", "greedy")
 
 
 def _inverse_sigmoid_k(steps: int) -> float:
@@ -87,40 +86,3 @@ class TeacherForcingSchedule:
         exponent = step / k
         decay = 0.0 if exponent > 700 else k / (k + math.exp(exponent))  # exp overflows beyond ~709
         return self.end + (self.start - self.end) * decay
-
-
-def mix_inputs(truth: Tensor, prediction: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
-    """One time step's inputs: per sequence, `truth` with probability p, else the model's `prediction`.
-
-    truth, prediction: (B, ...) the same shape (token ids (B,) for a language model, values (B, D) for
-    forecasting); the coin is drawn once per row. p >= 1 returns `truth` and p <= 0 `prediction` without
-    drawing. The prediction is detached: no gradient flows through the choice of the fed symbol.
-    """
-    if truth.shape != prediction.shape:
-        raise ValueError(f"truth {tuple(truth.shape)} and prediction {tuple(prediction.shape)} differ in shape")
-    if p >= 1.0:
-        return truth
-    prediction = prediction.detach()
-    if p <= 0.0:
-        return prediction
-    coins = torch.rand(truth.shape[0], generator=generator, device=truth.device)  # (B,)
-    keep = (coins < p).view(-1, *([1] * (truth.dim() - 1)))  # (B, 1, ...)
-    return torch.where(keep, truth, prediction)
-
-
-def pick_tokens(logits: Tensor, feed: str, generator: torch.Generator | None = None,
-                forbidden: int | None = None) -> Tensor:
-    """The model's own symbol from logits (B, V): argmax (feed "greedy") or a sample (feed "sample") -> (B,).
-
-    `forbidden` (e.g. PAD, never a target) is excluded, as the decoders do.
-    """
-    logits = logits.detach().float()
-    if forbidden is not None:
-        logits = logits.clone()
-        logits[:, forbidden] = float("-inf")
-    if feed == "greedy":
-        return logits.argmax(dim=-1)
-    if feed == "sample":
-        probs = torch.softmax(logits, dim=-1)
-        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
-    raise ValueError(f"feed must be one of {', '.join(FEEDS)}, not {feed!r}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rnnkit.config import DataConfig
-from rnnkit.data import prepared, sources
+from rnnkit.data import sources, store
 from rnnkit.data.prepare import load_prepared, prepare_corpus, prepare_with_summary, split_indices, split_sentences
 from rnnkit.data.reber import is_embedded_reber
 from rnnkit.errors import DataError, DownloadError, UsageError
@@ -101,7 +101,7 @@ def test_interrupted_prepare_leaves_nothing(corpus, tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(prepared, "save_file", crash)
+    monkeypatch.setattr(store, "save_file", crash)
     with pytest.raises(KeyboardInterrupt):
         prepare_corpus(DataConfig(source="mine", path=str(corpus)), root=tmp_path)
     assert list((tmp_path / "prepared").iterdir()) == []

@@ -49,7 +49,7 @@ def test_one_hot_mode_is_one_hot_times_a_linear_weight():
     assert (lm.input_proj.weight.grad[:, unused] == 0).all()
 
 
-def test_from_config_reads_attributes_and_ignores_extras():
+def test_from_config_reads_every_argument_from_the_config_and_ignores_extras():
     @dataclass
     class ModelConfig:
         cell: str = "rnn"
@@ -60,6 +60,7 @@ def test_from_config_reads_attributes_and_ignores_extras():
         nonlinearity: str = "relu"
         bias: bool = False
         forget_bias: float = 1.0
+        backend: str = "reference"
         unrelated: str = "ignored"
 
     lm = CharLM.from_config(ModelConfig(), vocab_size=V)

@@ -59,7 +59,7 @@ def test_metro_classify_train_and_eval_report(metro_file, tmp_path, runner):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(_metro_cfg(metro_file)))
     result = runner.invoke(app, ["train", "c.yaml", "--set", "model.bidirectional=true"])
     assert result.exit_code == 0, result.output
-    assert "step/s" in result.output and "char/s" not in result.output  # time steps read, not characters
+    assert "time steps/s" in result.output and "char/s" not in result.output  # time steps read, not characters
     result = runner.invoke(app, ["eval", "runs/c", "--split", "test", "--json"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)

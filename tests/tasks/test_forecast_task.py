@@ -14,7 +14,7 @@ from rnnkit.cli import app
 from rnnkit.config import config_from_dict
 from rnnkit.data.metro import SLOTS, save_metro, synthetic_metro, time_of_day
 from rnnkit.errors import ConfigError
-from rnnkit.metrics import horizon_errors, masked_error_sums
+from rnnkit.evaluation.metrics import horizon_errors, masked_error_sums
 from rnnkit.tasks import ForecastTask
 
 

@@ -1,11 +1,8 @@
-"""Prepared folders of non-text sources (metro, langid): atomic writing, cache lookup, the printed summary."""
+"""Prepared dataset folders (every source): atomic writing, cache lookup, the printed summary."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +10,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from rnnkit.errors import DataError
+from rnnkit.io.atomic import atomic_folder, atomic_write_json, atomic_write_text
 
 MANIFEST = "manifest.json"
 
@@ -44,23 +42,12 @@ def cached_manifest(folder: Path, digest: str, tensors_file: str) -> dict | None
 
 def write_folder(folder: Path, tensors_file: str, tensors: dict[str, Tensor], manifest: dict,
                  texts: dict[str, str] | None = None) -> None:
-    """Write tensors, manifest and extra text files into a temporary sibling, then rename it into place."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".tmp-{folder.name}-"))
-    try:
+    """Write tensors, manifest and extra text files as one folder, atomically (`rnnkit.io.atomic_folder`)."""
+    with atomic_folder(folder) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / tensors_file))
         for name, text in (texts or {}).items():
-            (tmp / name).write_text(text, encoding="utf-8")
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(folder)
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            if not folder.exists():  # a concurrent prepare renamed its identical folder first: keep that one
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            atomic_write_text(tmp / name, text)
+        atomic_write_json(tmp / MANIFEST, manifest)
 
 
 def read_folder(folder: Path, tensors_file: str) -> tuple[dict, dict[str, Tensor]]:

@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.device import pick_device
 from rnnkit.errors import UsageError
 
 # ---------------------------------------------------------------- verdict thresholds (documented above)
@@ -499,17 +500,14 @@ def load_target(target: str | None, overrides: list[str] | tuple[str, ...] = (),
             raise UsageError(f"{path}: inspect-grads measures task {', '.join(TASK_LOSSES)}, not task: {cfg.task}")
         vocab = _corpus(cfg).vocab
         torch.manual_seed(cfg.train.seed)  # the same fresh weights as `rnnkit train` with this config
-        model = CharLM.from_config(cfg.model, len(vocab)).to(_device(device))
+        model = CharLM.from_config(cfg.model, len(vocab)).to(pick_device(device))
         return Target(cfg.run.name or path.stem, cfg, model, vocab, Path(cfg.run.dir) / "inspect-grads" / path.stem)
-    try:
-        from rnnkit.checkpoint import load_for_inference, resolve_run
-    except ImportError:
-        raise UsageError("inspect-grads: run folders need rnnkit.checkpoint, which this install lacks; "
-                         "pass a YAML config to inspect a freshly initialised model") from None
+    from rnnkit.runs.loaded import load
+
     if path is not None and path.is_file():
         raise UsageError(f"{path}: expected a run folder or a .yaml/.yml config file")
-    run_dir = resolve_run(path)
-    cfg, vocab, model = load_for_inference(run_dir, which=which, device=_device(device))
+    run = load(path, which=which, device=device)
+    run_dir, cfg, vocab, model = run.path, run.cfg, run.vocab, run.model
     if any(text.strip().startswith("model.") for text in overrides):
         raise UsageError("--set model.*: a trained run's weights fix its model; use a config to try another")
     if overrides:
@@ -521,14 +519,6 @@ def load_target(target: str | None, overrides: list[str] | tuple[str, ...] = (),
         raise UsageError(f"{run_dir}: the prepared data for its config has another vocabulary than the run; "
                          f"prepare the corpus the run was trained on")
     return Target(run_dir.name, cfg, model, vocab, run_dir / "tb" / "inspect-grads")
-
-
-def _device(name: str) -> torch.device:
-    try:
-        from rnnkit.checkpoint import pick_device
-    except ImportError:
-        return torch.device("cpu" if name == "auto" else name)
-    return pick_device(name)
 
 
 def _with_length(cfg, length: int | None) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rnnkit.data.batch_types import LabelledBatch
 from rnnkit.data.batches import IndexBatches
 from rnnkit.data.metro import SLOTS, Normaliser, metro_splits, select
 from rnnkit.data.vocab import PAD
@@ -45,12 +46,12 @@ class StationWindows:
                                     torch.arange(SLOTS - length + 1))
         return grid.view(-1, 3)
 
-    def windows(self, split: str, items: Tensor, length: int) -> tuple[Tensor, Tensor, Tensor]:
-        """(x (L, B, F), labels (B,), lengths (B,)) for items (B, 3) whose windows start at items[:, 2]."""
+    def windows(self, split: str, items: Tensor, length: int) -> LabelledBatch:
+        """LabelledBatch: x (L, B, F), labels (B,), lengths (B,) for items (B, 3) whose windows start at items[:, 2]."""
         z = self.splits[split]
         slots = items[:, 2:3] + torch.arange(length)  # (B, L)
         x = z[items[:, :1], slots, items[:, 1:2]]  # (B, L, F)
-        return x.transpose(0, 1).contiguous(), items[:, 1].clone(), torch.full((len(items),), length)
+        return LabelledBatch(x.transpose(0, 1).contiguous(), items[:, 1].clone(), torch.full((len(items),), length))
 
     def num_items(self, split: str) -> int:
         return len(self.items(split, self.shortest if split == "train" else self.cfg.window))
@@ -115,7 +116,7 @@ class TextSamples:
             padded = torch.full((int(size.max()), len(chosen)), PAD, dtype=torch.long)  # (T, B)
             for b, s in enumerate(chosen):
                 padded[:len(s), b] = s
-            return padded, labels[torch.as_tensor(idx)], size
+            return LabelledBatch(padded, labels[torch.as_tensor(idx)], size)
 
         return IndexBatches(len(samples), build, batch_size, seed, shuffle, lengths=lengths,
                             num_replicas=num_replicas, rank=rank)

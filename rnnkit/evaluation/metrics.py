@@ -1,4 +1,5 @@
-"""Task metrics: classification accuracy and confusion, forecast errors per horizon masked like PVCGN."""
+"""Metrics from counts: bits per character and perplexity, classification accuracy and confusion, forecast
+errors per horizon masked like PVCGN."""
 
 from __future__ import annotations
 
@@ -8,6 +9,19 @@ import torch
 from torch import Tensor
 
 ERROR_KEYS = ("abs", "sq", "pct", "n")
+
+
+def bits_per_char(nats_per_char: float) -> float:
+    """Cross-entropy in nats per character -> bits per character."""
+    return nats_per_char / math.log(2)
+
+
+def perplexity(nats_per_char: float) -> float:
+    """Per-character perplexity exp(loss); inf rather than an OverflowError for a hopeless model."""
+    try:
+        return math.exp(nats_per_char)
+    except OverflowError:
+        return float("inf")
 
 
 def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int) -> Tensor:

@@ -1,0 +1,137 @@
+"""Rich tables of what the library returns as plain data: `eval` records, generated samples, text metrics.
+
+The library never renders; the verbs in this package print what these functions build.
+"""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from rnnkit.tasks.forecast import BASELINES
+
+
+def lm_tables(records: list[dict]) -> list:
+    """One table for language-model `eval` records: loss, bpc and perplexity per run."""
+    table = Table(title=f"evaluation on {records[0]['split']}")
+    for column in ("run", "checkpoint", "step", "loss (nats/char)", "bpc", "perplexity"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for r in records:
+        table.add_row(r["run"], r["which"], str(r["step"]), f"{r['loss']:.4f}", f"{r['bpc']:.4f}",
+                      f"{r['perplexity']:.3f}")
+    return [table]
+
+
+def classify_tables(record: dict) -> list:
+    """Rich tables of an `eval` record: summary, per-class accuracy with the confusion matrix, by length."""
+    head = Table(title=f"{record['run']}: classification on {record['split']} ({record['which']}, "
+                       f"step {record['step']})")
+    for column in ("sequences", "loss", "accuracy", "0-1 error"):
+        head.add_column(column, justify="right")
+    head.add_row(str(record["items"]), f"{record['loss']:.4f}", f"{record['accuracy']:.4f}",
+                 f"{record['error']:.4f}")
+    classes = record["classes"]
+    confusion = Table(title="per-class accuracy and confusion matrix (rows: true class, columns: predicted "
+                            "class number)", show_edge=False, padding=(0, 1))
+    confusion.add_column("class", no_wrap=True)
+    confusion.add_column("acc.", justify="right", no_wrap=True)
+    for k in range(len(classes)):
+        confusion.add_column(str(k), justify="right", no_wrap=True)
+    for k, name in enumerate(classes):
+        acc = record["per_class_accuracy"][name]
+        label = name if name.endswith(f" {k}") else f"{k} {name}"  # "station 3" already says 3
+        confusion.add_row(label, "-" if acc is None else f"{acc:.3f}", *(str(n) for n in record["confusion"][k]))
+    lengths = Table(title="accuracy against the test window length")
+    for column in ("length", "sequences", "accuracy"):
+        lengths.add_column(column, justify="right")
+    for row in record["accuracy_by_length"]:
+        lengths.add_row(str(row["length"]), str(row["sequences"]), f"{row['accuracy']:.4f}")
+    return [head, confusion, lengths]
+
+
+def forecast_tables(record: dict) -> list:
+    """One rich table: per horizon, the model's MAE/RMSE/MAPE next to the two baselines'."""
+    table = Table(title=f"{record['run']}: forecast on {record['split']} ({record['windows']} windows, "
+                        f"{record['which']}, step {record['step']}); MAE / RMSE / MAPE on counts, zeros masked")
+    table.add_column("horizon", justify="right")
+    for label in ("model", *BASELINES.values()):
+        table.add_column(label, justify="right")
+    for k, row in enumerate(record["horizons"]):
+        cells = [row, *(record["baselines"][b][k] for b in BASELINES)]
+        table.add_row(f"{row['minutes']} min", *(f"{c['mae']:.2f} / {c['rmse']:.2f} / {c['mape']:.2f}%"
+                                                  for c in cells))
+    return [table]
+
+
+def samples_table(prompt: str, samples: list) -> Table:
+    """`rnnkit generate`'s table: prompt + text, log-probability and length of each sample."""
+    table = Table(show_lines=True)
+    table.add_column("#", justify="right")
+    table.add_column("text (prompt + generated; … = stopped at --max-len)")
+    table.add_column("log p", justify="right")
+    table.add_column("len", justify="right")
+    for index, sample in enumerate(samples, 1):
+        ending = "" if sample.finished else " …"
+        table.add_row(str(index), prompt + sample.text + ending, f"{sample.log_prob:.2f}", str(sample.length))
+    return table
+
+
+EVAL_TABLES = {"classify": classify_tables, "forecast": forecast_tables}  # lm: lm_tables, one table for all runs
+
+
+def eval_tables(records: list[dict]) -> list:
+    """Every table of `rnnkit eval`: the task tables of each record, then text metrics where asked for."""
+    lm = [r for r in records if r["task"] == "lm"]
+    tables = lm_tables(lm) if lm else []
+    for record in records:
+        if record["task"] in EVAL_TABLES:
+            tables += EVAL_TABLES[record["task"]](record)
+    return tables + text_tables(records)
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"  # undefined (no reference, one sample): "-"
+
+
+def text_tables(records: list[dict]) -> list:
+    """Rich tables of what `add_text_metrics` added to the records: one free-running table with a row per
+    run, then each run's generation tables (an empty list when it added nothing)."""
+    tables = []
+    running = [r for r in records if "free_running" in r]
+    if running:
+        table = Table(title=f"teacher-forced vs free-running loss on {running[0]['split']} (nats/char; bpc)")
+        for column in ("run", "teacher forced", "free running (greedy)", "free running (sampled)"):
+            table.add_column(column, justify="left" if column == "run" else "right")
+        for record in running:
+            feeds = record["free_running"]
+            cells = [f"{m['loss']:.4f} ({m['bpc']:.3f})" for m in
+                     (record, feeds["free_running_greedy"], feeds["free_running_sample"])]
+            table.add_row(record["run"], *cells)
+        tables.append(table)
+    for record in records:
+        tables += _generation_tables(record)
+    return tables
+
+
+def _generation_tables(record: dict) -> list:
+    tables = []
+    rows = record.get("generation")
+    if rows:
+        first = rows[0]
+        table = Table(title=f"{record['run']}, generated text: {first['samples']} samples per method, "
+                            f"BLEU/chrF against {first['references']} test sentences",
+                      caption="d-n: distinct word n-grams / all; sBLEU: self-BLEU; EOS: share ending with EOS; "
+                              "len: mean characters")
+        for column in ("decoding", "d-1", "d-2", "d-3", "d-4", "sBLEU", "EOS", "len", "BLEU", "chrF"):
+            table.add_column(column, justify="left" if column == "decoding" else "right")
+        for r in rows:
+            table.add_row(r["decoding"], *(_number(r[f"distinct_{k}"], 2) for k in (1, 2, 3, 4)),
+                          _number(r["self_bleu"], 1), _number(r["eos_rate"], 2), _number(r["mean_length"], 0),
+                          _number(r["bleu"], 1), _number(r["chrf"], 1))
+        examples = Table(title="first sample of each method (unique: distinct samples; s: seconds)")
+        for column in ("decoding", "unique", "s", "first sample"):
+            examples.add_column(column, overflow="fold", justify="right" if column in ("unique", "s") else "left")
+        for r in rows:
+            examples.add_row(r["decoding"], str(r["unique"]), f"{r['seconds']:.1f}",
+                             repr(r["examples"][0]) if r["examples"] else "")
+        tables += [table, examples]
+    return tables
