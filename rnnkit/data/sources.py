@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rnnkit.errors import DataError, DownloadError, UsageError
+from rnnkit.io.atomic import atomic_file
 
 # A corpus larger than this is refused before it is read (the whole text is held in memory while it is
 # cleaned and split); set RNNKIT_MAX_CORPUS_BYTES to change it.
@@ -165,31 +165,25 @@ def download(url: str, dest: Path, sha256: str | None = None, limit: int | None 
     """
     limit = max_corpus_bytes() if limit is None else limit
     dest.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False)
-    tmp = Path(handle.name)
-    try:
-        digest, size = hashlib.sha256(), 0
-        with handle:
-            try:
-                with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-                    for chunk in iter(lambda: response.read(CHUNK), b""):
-                        size += len(chunk)
-                        if size > limit:
-                            raise DownloadError(f"{url}: more than {limit:,} bytes; refused (set "
-                                                f"RNNKIT_MAX_CORPUS_BYTES to raise the limit)")
-                        digest.update(chunk)
-                        handle.write(chunk)
-            except (urllib.error.URLError, OSError, ValueError) as err:
-                reason = getattr(err, "reason", None) or err
-                raise DownloadError(f"could not download {url} ({reason}); download it yourself and pass "
-                                    f"--from PATH") from None
+    digest, size = hashlib.sha256(), 0
+    with atomic_file(dest) as handle:  # an exception below leaves `dest` as it was
+        try:
+            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+                for chunk in iter(lambda: response.read(CHUNK), b""):
+                    size += len(chunk)
+                    if size > limit:
+                        raise DownloadError(f"{url}: more than {limit:,} bytes; refused (set "
+                                            f"RNNKIT_MAX_CORPUS_BYTES to raise the limit)")
+                    digest.update(chunk)
+                    handle.write(chunk)
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            reason = getattr(err, "reason", None) or err
+            raise DownloadError(f"could not download {url} ({reason}); download it yourself and pass "
+                                f"--from PATH") from None
         got = digest.hexdigest()
         if sha256 is not None and got != sha256:
             raise DownloadError(f"{url}: checksum mismatch (expected sha256 {sha256}, got {got}); nothing was "
                                 f"cached. If the file changed upstream, download it yourself and pass --from PATH")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 
