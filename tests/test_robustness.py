@@ -337,10 +337,15 @@ CHECKPOINT_CASES = [
          "nothing to resume (no 'last' checkpoint); drop --resume"),
     Case("train-over-a-trained-run", lambda t: ["train", "tiny.yaml"], 1,
          "runs/tiny: already holds a trained run; pass --resume"),
-    Case("resume-with-another-model", lambda t: [*RESUME, "--set", "model.hidden_size=16"], 1,
+    Case("resume-with-another-model", lambda t: [*RESUME, "--set", "model.hidden_size=16"], 2,
          "cannot resume, the config differs from the run's config.yaml (model.hidden_size: 8 -> 16)"),
-    Case("resume-with-another-optimizer", lambda t: [*RESUME, "--set", "train.optimizer=sgd"], 1,
+    Case("resume-with-another-optimizer", lambda t: [*RESUME, "--set", "train.optimizer=sgd"], 2,
          "cannot resume, the config differs from the run's config.yaml (train.optimizer: 'adam' -> 'sgd')"),
+    # The saved position in the epoch (batches consumed) means other batches under another batch size or seed.
+    Case("resume-with-another-batch-size", lambda t: [*RESUME, "--set", "train.batch_size=4"], 2,
+         "cannot resume, the config differs from the run's config.yaml (train.batch_size: 16 -> 4)"),
+    Case("resume-with-another-seed", lambda t: [*RESUME, "--set", "train.seed=99"], 2,
+         "(train.seed: 0 -> 99)"),
     Case("eval-bad-split", lambda t: ["eval", RUN, "--split", "dev"], 2, "--split: 'dev' is not one of"),
     Case("eval-bad-which", lambda t: ["eval", RUN, "--which", "middle"], 2, "--which: 'middle' is not one of"),
 ]

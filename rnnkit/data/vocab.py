@@ -94,6 +94,15 @@ class Vocab:
             out.append(self.chars[i - len(SPECIALS)])
         return "".join(out)
 
+    def difference(self, other: Vocab, mine: str = "here", theirs: str = "there") -> str:
+        """How two vocabularies differ, for messages: "only here: 'é' (U+00E9); only there: '$' (U+0024)", or
+        "the same characters in another order" (ids differ all the same)."""
+        only_mine = [c for c in self.chars if not other.contains(c)]
+        only_theirs = [c for c in other.chars if not self.contains(c)]
+        parts = [f"only {where}: {', '.join(map(describe_char, chars[:8]))}{' ...' if len(chars) > 8 else ''}"
+                 for where, chars in ((mine, only_mine), (theirs, only_theirs)) if chars]
+        return "; ".join(parts) or "the same characters in another order"
+
     def to_dict(self) -> dict:
         return {"format_version": FORMAT_VERSION, "pad": PAD, "eos": EOS, "specials": list(SPECIALS),
                 "chars": self.chars}

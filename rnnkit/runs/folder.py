@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from rnnkit.config import Config, config_from_dict, read_yaml
-from rnnkit.errors import CheckpointError, ConfigError
+from rnnkit.errors import CheckpointError, ConfigError, UsageError
 from rnnkit.io.atomic import atomic_write_text
 from rnnkit.runs.checkpoint import STATE_FILE, WHICH
 
@@ -60,8 +60,8 @@ def check_resumable(saved: Config, current: Config, run_dir: Path) -> None:
         if a != b:
             changed.append(f"train.{key}: {a!r} -> {b!r}")
     if changed:
-        raise CheckpointError(f"{run_dir}: cannot resume, the config differs from the run's config.yaml "
-                              f"({'; '.join(changed[:5])}); undo the change or start a new run (run.name)")
+        raise UsageError(f"{run_dir}: cannot resume, the config differs from the run's config.yaml "
+                         f"({'; '.join(changed[:5])}); undo the change or start a new run (run.name)")
 
 
 def is_run(folder: Path) -> bool:

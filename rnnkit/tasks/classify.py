@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.errors import UsageError
+from rnnkit.errors import CheckpointError, DataError, UsageError
 from rnnkit.tasks.artifacts import check_same, normaliser_dict, read_task_json, write_task_json
 
 VOCAB_FILE = "vocab.json"
@@ -17,7 +17,8 @@ REPORT_BATCH = 512
 
 
 class ClassifyTask:
-    """Station (metro, metro-synthetic) or language (langid) from a sequence; see rnnkit/tasks/__init__.py."""
+    """Station (metro, metro-synthetic) or language (langid) from a sequence: a Task (rnnkit/tasks/base.py) whose
+    batches are LabelledBatch (rnnkit/data/batch_types.py)."""
 
     name = "classify"
     unit = "time steps"  # what the trainer counts per second: input time steps read
@@ -65,7 +66,19 @@ class ClassifyTask:
             self.data.vocab.save(Path(run_dir) / VOCAB_FILE)
 
     def check_artifacts(self, run_dir: Path) -> None:
+        """The run's task.json and, for text, its whole vocabulary (not only its size) must match the data."""
         check_same(Path(run_dir), read_task_json(Path(run_dir)), self.info)
+        if self.data is not None and self.data.kind == "text":
+            from rnnkit.data.vocab import Vocab
+
+            try:
+                saved = Vocab.load(Path(run_dir) / VOCAB_FILE)
+            except DataError as err:
+                raise CheckpointError(f"{err} (the run folder is incomplete or damaged)") from None
+            if saved != self.data.vocab:
+                raise CheckpointError(f"{run_dir}: the prepared data has another vocabulary than the run's "
+                                      f"{VOCAB_FILE} ({saved.difference(self.data.vocab, 'in the run', 'in the data')})"
+                                      f"; use the same data settings")
 
     @property
     def class_names(self) -> list[str]:
@@ -89,7 +102,7 @@ class ClassifyTask:
 
     @staticmethod
     def _logits(model: nn.Module, batch, device: torch.device) -> tuple[Tensor, Tensor]:
-        inputs, labels, lengths = (t.to(device, non_blocking=True) for t in batch[:3])
+        inputs, labels, lengths = batch.to(device)
         ragged = bool((lengths != inputs.shape[0]).any())  # all full length: skip the masking work
         return model(inputs, lengths if ragged else None).float(), labels  # (B, C), (B,)
 
@@ -97,7 +110,7 @@ class ClassifyTask:
         """(summed cross-entropy over the batch's sequences, their count, time steps read)."""
         logits, labels = self._logits(model, batch, device)
         count = torch.tensor(float(len(labels)), device=device)
-        return F.cross_entropy(logits, labels, reduction="sum"), count, int(batch[2].sum())
+        return F.cross_entropy(logits, labels, reduction="sum"), count, int(batch.lengths.sum())
 
     @torch.no_grad()
     def eval_sums(self, model: nn.Module, batch, device: torch.device) -> dict[str, float]:

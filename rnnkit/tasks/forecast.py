@@ -15,16 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.data.batch_types import ForecastBatch
 from rnnkit.errors import UsageError
 from rnnkit.tasks.artifacts import check_same, normaliser_dict, normaliser_from, read_task_json, write_task_json
 
-# where the batch dimension is in (x, y, lengths, truth, windows, future)
-BATCH_DIMS = (1, 1, 0, 0, 0, 1)
 BASELINES = {"last_value": "last value repeated", "slot_average": "same-slot average of the training days"}
 
 
 class ForecastTask:
-    """See rnnkit/tasks/__init__.py for the protocol; batches are (x, y, lengths, truth, windows, future)."""
+    """A Task (rnnkit/tasks/base.py) whose batches are ForecastBatch (rnnkit/data/batch_types.py)."""
 
     name = "forecast"
     unit = "time steps"  # what the trainer counts per second: input time steps read
@@ -83,15 +82,13 @@ class ForecastTask:
 
         # every window of the split built once (a few MB), then batches are index_select calls
         every = self.make_batch(split, self.windows(split))
-        n = len(every[4])  # the windows
 
-        def build(idx, epoch: int, number: int) -> tuple[Tensor, ...]:
-            rows = torch.from_numpy(idx)
-            return tuple(t.index_select(dim, rows) for t, dim in zip(every, BATCH_DIMS, strict=True))
+        def build(idx, epoch: int, number: int) -> ForecastBatch:
+            return every.select(torch.from_numpy(idx))
 
-        return IndexBatches(n, build, batch_size, seed, shuffle, num_replicas=num_replicas, rank=rank)
+        return IndexBatches(len(every.windows), build, batch_size, seed, shuffle, num_replicas=num_replicas, rank=rank)
 
-    def make_batch(self, split: str, windows: Tensor) -> tuple[Tensor, ...]:
+    def make_batch(self, split: str, windows: Tensor) -> ForecastBatch:
         """windows (B, 2) (day, first slot) -> x (H, B, D), y (H, B, K, N) normalised, lengths (B,),
         truth (B, K, N) counts after the last input step, windows, future (K, B, extra): the time features
         of the slots forecast after the last input step (what the seq2seq decoder reads)."""
@@ -108,8 +105,8 @@ class ForecastTask:
         y = z[day.unsqueeze(-1), ahead]  # (B, H, K, N)
         truth = self.raw[split].flatten(2)[day, ahead[:, -1]]  # (B, K, N)
         lengths = torch.full((len(windows),), H)
-        return (x.transpose(0, 1).contiguous(), y.transpose(0, 1).contiguous(), lengths, truth, windows,
-                future.transpose(0, 1).contiguous())
+        return ForecastBatch(x.transpose(0, 1).contiguous(), y.transpose(0, 1).contiguous(), lengths, truth, windows,
+                             future.transpose(0, 1).contiguous())
 
     # --- model, loss, metrics -----------------------------------------------------------------
 
@@ -131,13 +128,13 @@ class ForecastTask:
     def _predict(self, model: nn.Module, batch, device: torch.device, teacher_forcing: float = 0.0) -> Tensor:
         """Normalised forecasts (H, B, K, N) after every input step (direct), or (1, B, K, N) after the last one
         (seq2seq, whose decoder reads the truth y with probability teacher_forcing, else its own forecasts)."""
-        x = batch[0].to(device, non_blocking=True)
+        x = batch.x.to(device, non_blocking=True)
         if self.cfg.model.forecaster == "direct":
             return model(x).float()
-        future = batch[5].to(device, non_blocking=True)
+        future = batch.future.to(device, non_blocking=True)
         targets = None  # p = 0 (evaluation): free running, the truth is not even handed over
         if teacher_forcing > 0:
-            targets = batch[1][-1].transpose(0, 1).to(device, non_blocking=True)  # (K, B, N)
+            targets = batch.y[-1].transpose(0, 1).to(device, non_blocking=True)  # (K, B, N)
         return model(x, future=future, targets=targets, teacher_forcing=teacher_forcing).float()
 
     def _supervised(self, pred: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -154,9 +151,9 @@ class ForecastTask:
         passes the schedule's value, or nothing: pure teacher forcing); the config refuses p < 1 for direct.
         """
         pred = self._predict(model, batch, device, teacher_forcing)
-        pred, y = self._supervised(pred, batch[1].to(device, non_blocking=True))
+        pred, y = self._supervised(pred, batch.y.to(device, non_blocking=True))
         count = torch.tensor(float(y.numel()), device=device)
-        return self._errors(pred, y), count, int(batch[2].sum())
+        return self._errors(pred, y), count, int(batch.lengths.sum())
 
     def counts(self, pred_z: Tensor) -> Tensor:
         """Normalised forecasts (..., N) -> counts (..., N), clipped at 0 (ridership is never negative)."""
@@ -170,9 +167,9 @@ class ForecastTask:
         from rnnkit.evaluation.metrics import masked_error_sums
 
         pred = self._predict(model, batch, device)  # free running: the honest forecast
-        p, t = self._supervised(pred, batch[1].to(device))
+        p, t = self._supervised(pred, batch.y.to(device))
         sums = {"loss_sum": float(self._errors(p, t)), "count": float(t.numel())}
-        errors = masked_error_sums(self.counts(pred[-1]), batch[3])
+        errors = masked_error_sums(self.counts(pred[-1]), batch.truth)
         for key, values in errors.items():
             sums.update({f"{key}_{k + 1}": float(v) for k, v in enumerate(values)})
         return sums
@@ -218,7 +215,7 @@ class ForecastTask:
         totals: dict[str, dict | None] = {"model": None, **{k: None for k in BASELINES}}
         try:
             for batch in self.batches(split, max(batch_size, 512), 0, False):
-                truth, windows = batch[3], batch[4]
+                truth, windows = batch.truth, batch.windows
                 forecasts = {"model": self.counts(self._predict(model, batch, device)[-1]),
                              **self.baseline_forecasts(split, windows)}
                 for key, pred in forecasts.items():

@@ -57,8 +57,8 @@ class LanguageModelTask:
     def check_artifacts(self, run_dir: Path) -> None:
         saved = self._load_vocab(run_dir)
         if saved != self.vocab:
-            raise CheckpointError(f"{run_dir}: the prepared corpus has another vocabulary ({len(self.vocab)} ids) "
-                                  f"than the run's vocab.json ({len(saved)} ids); resume with the same data")
+            raise CheckpointError(f"{run_dir}: the prepared corpus has another vocabulary than the run's vocab.json "
+                                  f"({saved.difference(self.vocab, 'in the run', 'in the data')}); use the same data")
 
     def num_sequences(self, split: str) -> int:
         from rnnkit.data import lm_batches

@@ -94,6 +94,17 @@ def test_langid_prepare_train_eval(tmp_path, runner):
     assert record["classes"] == ["fr", "en"] and record["items"] == 16
     assert [row["length"] for row in record["accuracy_by_length"]][:3] == [2, 4, 8]
 
+    # Same size, other characters: the whole vocabulary is compared, not only its size.
+    vocab_path = tmp_path / "runs" / "l" / "vocab.json"
+    vocab = json.loads(vocab_path.read_text(encoding="utf-8"))
+    replaced = vocab["chars"][-1]
+    vocab["chars"][-1] = "\u2603"  # a snowman, in no sample file
+    vocab_path.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    result = runner.invoke(app, ["eval", "runs/l", "--json"])
+    assert result.exit_code == 1
+    assert "another vocabulary than the run's vocab.json (only in the run: '\u2603' (U+2603); only in the data: " \
+           f"{replaced!r}" in " ".join(result.stderr.split())
+
 
 @pytest.mark.parametrize("args, message", [
     (["--class", "fr"], "expected LABEL=PATH"),
