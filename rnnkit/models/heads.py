@@ -5,16 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rnnkit.errors import ConfigError
-from rnnkit.models.layers import LAYERS, make_layer
+from rnnkit.models.layers import make_layer
 
 
 def recurrent_stack(model_cfg, input_size: int, bidirectional: bool = False) -> nn.Module:
     """The `model:` section's recurrent layer (model.cell, hidden_size, num_layers, dropout...)."""
-    cell = model_cfg.cell
-    if cell not in LAYERS:
-        raise ConfigError(f"model.cell: unknown cell {cell!r}; choose one of {', '.join(LAYERS)}")
-    return make_layer(cell, input_size, model_cfg.hidden_size, model_cfg.num_layers, bias=model_cfg.bias,
+    return make_layer(model_cfg.cell, input_size, model_cfg.hidden_size, model_cfg.num_layers, bias=model_cfg.bias,
                       dropout=model_cfg.dropout, bidirectional=bidirectional, nonlinearity=model_cfg.nonlinearity,
                       forget_bias=model_cfg.forget_bias, backend=model_cfg.backend)
 

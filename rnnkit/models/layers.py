@@ -475,7 +475,12 @@ LAYERS: dict[str, type[_RecurrentLayer]] = {"rnn": RNN, "gru": GRU, "lstm": LSTM
 def make_layer(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, *, bias: bool = True,
                dropout: float = 0.0, bidirectional: bool = False, nonlinearity: str = "tanh",
                forget_bias: float = 0.0, backend: str = "auto") -> _RecurrentLayer:
-    """The registered layer of kind `cell`, given only the options that kind has (the task heads' builder)."""
+    """The registered layer of kind `cell`, given only the options that kind has (the task heads' builder).
+
+    The config validates the user's model.cell; an unknown kind here is a programming error (ValueError).
+    """
+    if cell not in LAYERS:
+        raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(LAYERS)}")
     options = {"rnn": {"nonlinearity": nonlinearity}, "lstm": {"forget_bias": forget_bias}}.get(cell, {})
     return LAYERS[cell](input_size, hidden_size, num_layers, bias=bias, dropout=dropout,
                         bidirectional=bidirectional, backend=backend, **options)

@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.data.vocab import PAD
-from rnnkit.errors import ConfigError
-from rnnkit.models.layers import LAYERS, make_layer
+from rnnkit.models.layers import make_layer
 
 
 class CharLM(nn.Module):
@@ -27,10 +26,6 @@ class CharLM(nn.Module):
                  dropout: float = 0.0, embedding_dim: int = 32, nonlinearity: str = "tanh",
                  bias: bool = True, forget_bias: float = 1.0, backend: str = "auto"):
         super().__init__()
-        if cell not in LAYERS:
-            raise ConfigError(f"model.cell: unknown cell {cell!r}; choose one of {', '.join(LAYERS)}")
-        if vocab_size < 1 or embedding_dim < 0:
-            raise ConfigError("vocab_size must be positive and model.embedding_dim must be >= 0")
         self.vocab_size, self.cell = vocab_size, cell
         if embedding_dim > 0:
             self.embedding = nn.Embedding(vocab_size, embedding_dim)

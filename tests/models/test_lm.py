@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 
 from rnnkit.data.vocab import PAD
-from rnnkit.errors import ConfigError
 from rnnkit.models import CharLM
 
 V, T, B = 11, 6, 3
@@ -68,7 +67,7 @@ def test_from_config_reads_every_argument_from_the_config_and_ignores_extras():
     assert lm.rnn.hidden_size == 16 and lm.embedding.embedding_dim == 4 and lm.rnn.dropout == 0.1
     lstm = CharLM.from_config(ModelConfig(cell="lstm", bias=True), vocab_size=V)
     assert (lstm.rnn.bias_ih_l0[16:32] > 0.5).all(), "forget_bias=1.0 shifts the forget slice"
-    with pytest.raises(ConfigError, match="model.cell"):
+    with pytest.raises(ValueError, match="unknown cell 'transformer'"):
         CharLM.from_config(ModelConfig(cell="transformer"), vocab_size=V)
 
 
