@@ -96,3 +96,21 @@ def test_read_only_commands_and_the_api_need_no_fcntl(work):
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("loaded ") and '"bpc"' in done.stdout and '"text"' in done.stdout
+
+
+def test_the_readme_python_example_runs(work, capsys):
+    """The README's `## From Python` block, run as written against a quickstart run."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## From Python", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    quick = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml").read_text())
+    (work / "quick.yaml").write_text(yaml.safe_dump(quick))
+    args = ["train", "quick.yaml", "--quiet", "--set", "run.name=quickstart", "--set", "train.max_steps=20",
+            "--set", "train.eval_every=10"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("best 20 ") and len(out) == 4 and out[-1] == "True True"
