@@ -75,6 +75,28 @@ def samples_table(prompt: str, samples: list) -> Table:
     return table
 
 
+def summary_table(result) -> Table:
+    """The end-of-run table: best validation loss and bpc, time, where the run lives."""
+    table = Table(title="training summary", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("run folder", str(result.run_dir))
+    table.add_row("steps", f"{result.steps} (epoch {result.epoch}, stopped: {result.stopped})")
+    best = result.best_metrics or {}
+    if best:
+        unit = " nats/char" if "bpc" in best else ""  # classify: nats per sequence; forecast: normalised scale
+        table.add_row("best val loss", f"{best['loss']:.4f}{unit} at step {result.best_step}")
+        for key in ("accuracy", "mae", "rmse", "mape"):  # classify and forecast tasks
+            if key in best:
+                table.add_row(f"best val {key}", f"{best[key]:.4f}")
+        if "bpc" in best:
+            table.add_row("best val bpc", f"{best['bpc']:.4f}")
+        if "penultimate_acc" in best:
+            table.add_row("penultimate acc", f"{best['penultimate_acc']:.3f}")
+    table.add_row("time", f"{result.seconds:.1f} s ({result.chars_per_sec:,.0f} {result.unit}/s)")
+    return table
+
+
 EVAL_TABLES = {"classify": classify_tables, "forecast": forecast_tables}  # lm: lm_tables, one table for all runs
 
 

@@ -9,9 +9,10 @@ import typer
 from rnnkit.cli.app import command, err_console
 
 
-@command("train", "rnnkit train configs/quickstart.yaml --set train.max_steps=200")
+@command("train", "rnnkit train quickstart --set train.max_steps=200")
 def train(
-    config: Path = typer.Argument(..., help="YAML config file (see configs/)."),
+    config: Path = typer.Argument(..., help="YAML config file, or the name of a shipped preset (rnnkit configs); "
+                                            "a file that exists wins."),
     overrides: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE",
                                         help="Override a config value, e.g. --set train.lr=0.001 (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run from its 'last' checkpoint, exactly."),
@@ -20,8 +21,8 @@ def train(
 ) -> None:
     """Train a model from a YAML config; under torchrun, with DistributedDataParallel.
     Ctrl-C saves the 'last' checkpoint; --resume continues from it."""
+    from rnnkit.cli.tables import summary_table
     from rnnkit.config import load_config
-    from rnnkit.training import summary_table
     from rnnkit.training import train as run_training
 
     cfg = load_config(config, overrides)

@@ -1,4 +1,5 @@
-"""What a run shows: a rich progress bar on stderr, TensorBoard scalars/histograms/text, the final table."""
+"""What a run shows while it trains: a progress bar (or plain lines) on stderr, TensorBoard scalars, histograms
+and text. The final summary table is rendered by the CLI (rnnkit/cli/tables.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from pathlib import Path
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 from torch import nn
 
 # stderr keeps stdout free for machine-readable output; a fresh Console follows sys.stderr redirections.
@@ -114,25 +114,3 @@ class TensorBoard:
             with contextlib.suppress(Exception):
                 self.writer.close()
             self.writer = None
-
-
-def summary_table(result) -> Table:
-    """The end-of-run table: best validation loss and bpc, time, where the run lives."""
-    table = Table(title="training summary", show_header=False, title_justify="left")
-    table.add_column("what", style="bold")
-    table.add_column("value")
-    table.add_row("run folder", str(result.run_dir))
-    table.add_row("steps", f"{result.steps} (epoch {result.epoch}, stopped: {result.stopped})")
-    best = result.best_metrics or {}
-    if best:
-        unit = " nats/char" if "bpc" in best else ""  # classify: nats per sequence; forecast: normalised scale
-        table.add_row("best val loss", f"{best['loss']:.4f}{unit} at step {result.best_step}")
-        for key in ("accuracy", "mae", "rmse", "mape"):  # classify and forecast tasks
-            if key in best:
-                table.add_row(f"best val {key}", f"{best[key]:.4f}")
-        if "bpc" in best:
-            table.add_row("best val bpc", f"{best['bpc']:.4f}")
-        if "penultimate_acc" in best:
-            table.add_row("penultimate acc", f"{best['penultimate_acc']:.3f}")
-    table.add_row("time", f"{result.seconds:.1f} s ({result.chars_per_sec:,.0f} {result.unit}/s)")
-    return table
