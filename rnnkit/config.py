@@ -20,6 +20,7 @@ import yaml
 
 from rnnkit.errors import ConfigError
 from rnnkit.io.atomic import atomic_write_text
+from rnnkit.presets import resolve_config
 
 TASKS = ("lm", "classify", "forecast")
 
@@ -422,13 +423,14 @@ def read_yaml(path: Path) -> Any:
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Load a YAML config file, apply `--set` overrides, validate strictly."""
-    path = Path(path)
-    raw = apply_overrides(read_yaml(path), list(overrides))
+    """Load a YAML config file (or a shipped preset by name), apply `--set` overrides, validate strictly."""
+    source = resolve_config(path)
+    raw = apply_overrides(read_yaml(source), list(overrides))
     overridden = {".".join(parse_override(text)[0]) for text in overrides}
-    cfg = config_from_dict(raw, str(path), overridden)
+    label = str(source) if source == Path(path) else f"preset {path}"  # not the site-packages path
+    cfg = config_from_dict(raw, label, overridden)
     if cfg.run.name is None:
-        cfg.run.name = path.stem
+        cfg.run.name = source.stem
     return cfg
 
 

@@ -1,4 +1,5 @@
-"""Every shipped config in configs/ loads and validates, and builds its model."""
+"""Every shipped config (the presets inside the package, linked to configs/) loads and validates, and builds
+its model."""
 
 from __future__ import annotations
 
@@ -7,20 +8,29 @@ from pathlib import Path
 import pytest
 
 from rnnkit.config import load_config
+from rnnkit.presets import PRESET_DIR
 from rnnkit.tasks import TASKS
 
-CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = sorted(PRESET_DIR.glob("*.yaml"))
 
 
 def test_the_shipped_configs_are_there():
     names = {p.name for p in CONFIGS}
-    assert {"quickstart.yaml", "trump_lstm.yaml", "trump_gru.yaml", "trump_rnn.yaml"} <= names
+    assert {"quickstart.yaml", "trump_lstm.yaml", "trump_gru.yaml", "trump_rnn.yaml", "metro_classify.yaml",
+            "metro_forecast.yaml", "langid.yaml"} <= names
+
+
+def test_the_package_presets_are_the_checkout_configs_folder():
+    """One copy of each preset: rnnkit/configs is a link to configs/, not a second set of files."""
+    assert PRESET_DIR.is_symlink() and PRESET_DIR.resolve() == (ROOT / "configs").resolve()
+    assert {p.name for p in CONFIGS} == {p.name for p in (ROOT / "configs").glob("*.yaml")}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_config_loads_and_validates(path):
     cfg = load_config(path)
-    assert cfg.task in TASKS or cfg.task in ("classify", "forecast")
+    assert cfg.task in TASKS
     assert cfg.run.name
     if cfg.task == "lm":
         from rnnkit.models import CharLM

@@ -58,14 +58,25 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def command(name: str, example: str) -> Callable:
-    """Register a verb on `app`: its help shows `example`; RnnkitError becomes one line and an exit code.
-
-    Ctrl-C exits with 130 (the shell's convention for SIGINT), SIGTERM during training with 143, after
-    whatever the library saved.
-    """
+def command(name: str, example: str, group: typer.Typer | None = None) -> Callable:
+    """Register a verb on `app` (or on a sub-app `group`, e.g. `rnnkit configs copy`): see `guarded`."""
 
     def register(func: Callable) -> Callable:
+        wrapper = guarded(example)(func)
+        (group or app).command(name)(wrapper)
+        return wrapper
+
+    return register
+
+
+def guarded(example: str) -> Callable:
+    """Wrap a command: its help shows `example`; RnnkitError becomes one line and an exit code.
+
+    Ctrl-C exits with 130 (the shell's convention for SIGINT), SIGTERM during training with 143, after
+    whatever the library saved. `command` registers with it; a sub-app's callback uses it directly.
+    """
+
+    def wrap(func: Callable) -> Callable:
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
             try:
@@ -88,10 +99,9 @@ def command(name: str, example: str) -> Callable:
 
         doc = inspect.cleandoc(func.__doc__ or "")  # no stray indentation in the rendered help
         wrapper.__doc__ = f"{doc}\n\nExample:\n\n    {example}"
-        app.command(name)(wrapper)
         return wrapper
 
-    return register
+    return wrap
 
 
 def _one_line(message: str) -> str:

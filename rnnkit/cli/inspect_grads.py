@@ -14,8 +14,8 @@ from rnnkit.errors import UsageError
 @command("inspect-grads", "rnnkit inspect-grads runs/rnn runs/lstm --length 100 --plot cmp.png")
 def inspect_grads(
     targets: list[str] | None = typer.Argument(None, metavar="[RUN | CONFIG]...",
-                                               help="Run folders (trained weights) or YAML configs (fresh "
-                                                    "initialisation); default: the most recent run."),
+                                               help="Run folders (trained weights), YAML configs or preset "
+                                                    "names (fresh initialisation); default: the most recent run."),
     batches: int = typer.Option(4, "--batches", "-n", help="Batches to average over."),
     length: int | None = typer.Option(None, "--length", "-T",
                                       help="Use windows of T characters (data.mode windows) instead of the "

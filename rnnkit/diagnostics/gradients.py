@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.device import pick_device
-from rnnkit.errors import UsageError
+from rnnkit.errors import CheckpointError, UsageError
 
 # ---------------------------------------------------------------- verdict thresholds (documented above)
 
@@ -485,15 +485,20 @@ def _is_config(path: Path) -> bool:
 
 def load_target(target: str | None, overrides: list[str] | tuple[str, ...] = (), length: int | None = None,
                 which: str = "best", device: str = "cpu") -> Target:
-    """A trained run (folder; None = the most recent run) or a freshly initialised model (YAML config).
+    """A trained run (folder; None = the most recent run) or a freshly initialised model (YAML config, or the
+    name of a shipped preset; an existing path wins).
 
     length: inspect windows of this many characters (data.mode windows), whatever the config says.
     """
     from rnnkit.config import apply_overrides, config_from_dict, load_config
     from rnnkit.models import CharLM
+    from rnnkit.presets import find_preset, preset_names
 
     path = Path(target) if target else None
-    if path is not None and _is_config(path):
+    if path is not None and not path.exists() and not _is_config(path) and find_preset(target) is None:
+        raise CheckpointError(f"{path}: no such run folder, config file or preset; presets: "
+                              f"{', '.join(preset_names())}")
+    if path is not None and (_is_config(path) or not path.exists()):
         cfg = load_config(path, overrides)
         _with_length(cfg, length)
         if cfg.task not in TASK_LOSSES:
