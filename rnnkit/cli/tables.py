@@ -81,6 +81,7 @@ def summary_table(result) -> Table:
     table.add_column("what", style="bold")
     table.add_column("value")
     table.add_row("run folder", str(result.run_dir))
+    table.add_row("parameters", f"{result.parameters:,}")
     table.add_row("steps", f"{result.steps} (epoch {result.epoch}, stopped: {result.stopped})")
     best = result.best_metrics or {}
     if best:
@@ -94,6 +95,32 @@ def summary_table(result) -> Table:
         if "penultimate_acc" in best:
             table.add_row("penultimate acc", f"{best['penultimate_acc']:.3f}")
     table.add_row("time", f"{result.seconds:.1f} s ({result.chars_per_sec:,.0f} {result.unit}/s)")
+    return table
+
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def runs_table(folder, records: list[dict]) -> Table:
+    """`rnnkit runs`: one row per run, newest first."""
+    table = Table(title=f"{len(records)} run(s) in {folder}")
+    for column in ("run", "task", "model", "params", "step", "best val", "status", "size", "changed"):
+        table.add_column(column, justify="right" if column in ("params", "step", "size") else "left", overflow="fold")
+    for r in records:
+        if r["status"] == "damaged":
+            table.add_row(r["name"], "-", "-", "-", "-", "-", "[red]damaged[/]", _bytes(r["bytes"]), r["changed"])
+            continue
+        best = "-" if r["best"] is None else f"{r['metric']} {r['best']:.4f}"
+        step = "-" if r["step"] is None else f"{r['step']}/{r['max_steps']}"
+        params = "-" if r["parameters"] is None else f"{r['parameters']:,}"
+        table.add_row(r["name"], r["task"], f"{r['cell']} {r['layers']}x{r['hidden']}", params, step, best,
+                      r["status"], _bytes(r["bytes"]), r["changed"].replace("T", " ")[:16])
     return table
 
 

@@ -4,6 +4,7 @@ Layout of a run folder `runs/<name>/`:
 
     config.yaml          the resolved config (every field, defaults included)
     vocab.json, task.json  the task's artifacts (vocabulary, class names, normaliser)
+    status.json          how the last `train` session ended: training, finished, interrupted or failed
     run.lock             PID of the `rnnkit train` that holds the folder (see rnnkit/runs/lock.py)
     last/  best/         two complete checkpoints (see rnnkit/runs/checkpoint.py)
     tb/                  TensorBoard event files
@@ -11,16 +12,20 @@ Layout of a run folder `runs/<name>/`:
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import yaml
 
 from rnnkit.config import Config, config_from_dict, read_yaml
 from rnnkit.errors import CheckpointError, ConfigError, UsageError
-from rnnkit.io.atomic import atomic_write_text
+from rnnkit.io.atomic import atomic_write_json, atomic_write_text
 from rnnkit.runs.checkpoint import STATE_FILE, WHICH
 
 CONFIG_FILE = "config.yaml"
+STATUS_FILE = "status.json"
+STATUSES = ("training", "finished", "interrupted", "failed")
 # Config sections that must not change when a run is resumed: they decide the model and its data.
 FROZEN_SECTIONS = ("task", "model", "data")
 # Train settings that must not change either: the optimizer's state has its layout, and the saved position
@@ -62,6 +67,21 @@ def check_resumable(saved: Config, current: Config, run_dir: Path) -> None:
     if changed:
         raise UsageError(f"{run_dir}: cannot resume, the config differs from the run's config.yaml "
                          f"({'; '.join(changed[:5])}); undo the change or start a new run (run.name)")
+
+
+def write_status(run_dir: str | Path, status: str, **details) -> None:
+    """What the last `train` session on this folder ended with (or "training" while it runs)."""
+    atomic_write_json(Path(run_dir) / STATUS_FILE, {"status": status, **details,
+                                                    "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+
+def read_status(run_dir: str | Path) -> dict:
+    """status.json of a run ({} when absent or unreadable: runs written before it existed)."""
+    try:
+        data = json.loads((Path(run_dir) / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def is_run(folder: Path) -> bool:

@@ -48,6 +48,28 @@ def _unlock(handle) -> None:
     fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def holder(run_dir: str | Path) -> int | None:
+    """PID of the `rnnkit train` holding the folder's lock now, else None. Reads only: the lock file is opened
+    read-only and a shared lock is tried and released at once (never created, never written)."""
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        handle = open(path)  # noqa: SIM115 (closed below)
+    except OSError:
+        return None
+    with handle:
+        text = handle.read().strip()
+        try:
+            import fcntl
+        except ImportError:  # Windows: msvcrt cannot test a read-only handle; the holder empties the file on exit
+            return int(text) if text.isdigit() else None
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return None
+
+
 class RunLock:
     """An exclusive lock on a run folder; see the module docstring.
 

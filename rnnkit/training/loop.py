@@ -26,7 +26,7 @@ from rnnkit.errors import CheckpointError, Terminated, TrainingError, UsageError
 from rnnkit.evaluation.split import split_sums
 from rnnkit.models import RecordsGates, lengths_to_mask
 from rnnkit.runs.checkpoint import has_checkpoint, load_checkpoint, load_model_state, save_checkpoint
-from rnnkit.runs.folder import check_resumable, run_config, write_run_config
+from rnnkit.runs.folder import check_resumable, run_config, write_run_config, write_status
 from rnnkit.runs.lock import RunLock
 from rnnkit.tasks import get_task
 from rnnkit.training.distributed import (
@@ -60,6 +60,7 @@ class TrainResult:
     seconds: float = 0.0
     chars_per_sec: float = 0.0  # input steps per second: characters for the LM (the task's `unit`)
     unit: str = "char"
+    parameters: int = 0  # trainable numbers in the model
     losses: list[float] = field(default_factory=list)  # training loss of each step of this session
     samples: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -134,6 +135,7 @@ class Trainer:
         random.seed(self.t.seed)
         np.random.seed(self.t.seed % 2**32)
         self.model = self.task.build_model().to(self.device)
+        self.result.parameters = sum(p.numel() for p in self.model.parameters())
         self.optimizer = build_optimizer(self.t, self.model.parameters())
         self.schedule = Schedule(self.t)
         self.teacher_forcing = TeacherForcingSchedule.from_config(self.t)
@@ -331,6 +333,11 @@ class Trainer:
 
     # ---------------------------------------------------------------- the loop
 
+    def set_status(self, status: str, **details) -> None:
+        """status.json for `rnnkit runs`, once this session owns a started run folder (rank 0 only)."""
+        if self.env.is_main and self.lock is not None and (self.run_dir / "config.yaml").is_file():
+            write_status(self.run_dir, status, **details)
+
     def on_signal(self, signum, frame) -> None:
         """Ctrl-C (SIGINT) or SIGTERM: finish the step, save `last`, stop (see `loop`)."""
         if self.interrupted:  # a second signal: stop now, without waiting for the step to finish
@@ -353,8 +360,16 @@ class Trainer:
                 handler_installed = True
             self.bar = ProgressBar(self.t.max_steps, self.step, self.env.is_main and not self.quiet,
                                    f"{self.cfg.run.name or self.run_dir.name}", self.result.unit, self.t.log_every)
+            self.set_status("training")
             self.loop()
             self.finish()
+            self.set_status("finished", stopped=self.result.stopped, step=self.step)
+        except KeyboardInterrupt:
+            self.set_status("interrupted", step=self.step)
+            raise
+        except Exception as err:
+            self.set_status("failed", error=" ".join(str(err).split())[:300] or type(err).__name__, step=self.step)
+            raise
         finally:
             if handler_installed:
                 for sig, handler in previous.items():
