@@ -184,3 +184,14 @@ def test_the_built_wheel_trains_the_quickstart_from_an_empty_folder(tmp_path):
     assert trained.returncode == 0, trained.stderr
     assert (empty / "runs" / "quickstart" / "last").is_dir()
     assert yaml.safe_load((empty / "runs" / "quickstart" / "config.yaml").read_text())["model"]["cell"] == "lstm"
+
+
+def test_the_readme_shows_the_real_listing(monkeypatch):
+    from rnnkit.cli.app import out_console
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("$ rnnkit configs\n", 1)[1].split("```", 1)[0].rstrip("\n")
+    monkeypatch.setattr(out_console, "width", 80)  # as printed to a file or pipe (the console reads COLUMNS once)
+    result = runner.invoke(app, ["configs"])
+    assert result.exit_code == 0, result.output
+    assert shown == "\n".join(line.rstrip() for line in result.stdout.rstrip("\n").splitlines())
