@@ -35,6 +35,14 @@ def test_every_preset_opens_with_a_one_line_description():
         assert 20 <= len(preset.description) <= 120, preset.name
 
 
+def test_configs_and_copy_have_help_with_an_example():
+    for args, example in ((["configs"], "rnnkit configs && rnnkit train quickstart"),
+                          (["configs", "copy"], "rnnkit configs copy quickstart my.yaml")):
+        result = runner.invoke(app, [*args, "--help"])
+        assert result.exit_code == 0 and example in result.output, result.output
+    assert "configs" in runner.invoke(app, ["--help"]).output
+
+
 def test_configs_lists_every_preset_with_its_description():
     result = runner.invoke(app, ["configs"])
     assert result.exit_code == 0, result.output
