@@ -439,3 +439,74 @@ def test_decoding_on_cuda_matches_the_model(kwargs):
     hyps = decode(model.step, 1, None, EOS, options, torch.Generator(device="cuda").manual_seed(0))
     for h in hyps:
         assert h.log_prob == pytest.approx(model.score(1, h.tokens, h.finished), abs=1e-9)
+
+
+# --- stop sequences (HF's stop_strings, on token ids) -----------------------------------------------------------
+
+def first_stop_end(tokens, stops):
+    """Length of the shortest prefix of tokens that ends with a stop sequence, None when there is none."""
+    for end in range(1, len(tokens) + 1):
+        if any(end >= len(s) and tuple(tokens[end - len(s):end]) == s for s in stops):
+            return end
+    return None
+
+
+def brute_force_stops(model, first, max_len, stops, stop_at_eos=True):
+    """Every sequence beam search can end with under stop sequences: (score, tokens, finished, stopped, lp)."""
+    out = []
+    for length in range(max_len + 1):
+        for seq in itertools.product(range(1, model.vocab), repeat=length):
+            seq = list(seq)
+            end = first_stop_end(seq, stops)
+            if end is not None and end < length:
+                continue  # it would have stopped earlier
+            if end == length and length:
+                lp = model.score(first, seq, False)
+                out.append((lp / length, seq, False, True, lp))
+                continue
+            if length < max_len and stop_at_eos:
+                lp = model.score(first, seq, True)
+                out.append((lp / (length + 1), seq, True, False, lp))
+            if length == max_len:
+                lp = model.score(first, seq, False)
+                out.append((lp / length, seq, False, False, lp))
+    return sorted(out, key=lambda e: e[0], reverse=True)
+
+
+@pytest.mark.parametrize("stop_at_eos", [True, False])
+@pytest.mark.parametrize("stops", [((2, 3),), ((3,), (1, 1, 2))])
+def test_wide_beam_with_stop_sequences_is_exact(stops, stop_at_eos):
+    model, max_len = TableModel(vocab=4, seed=5, eos_bias=-0.5), 4
+    options = DecodeOptions(beam=4 ** max_len, num=6, max_len=max_len, stop=stops, stop_at_eos=stop_at_eos)
+    hyps = beam_search(model.step, 2, None, EOS, options)
+    expected = brute_force_stops(model, 2, max_len, stops, stop_at_eos)[:6]
+    assert any(e[3] for e in expected)  # stop sequences matter among the best, so the test can fail
+    assert [(h.tokens, h.finished, h.stopped) for h in hyps] == [(e[1], e[2], e[3]) for e in expected]
+    for h, e in zip(hyps, expected, strict=True):
+        assert h.score == pytest.approx(e[0], abs=1e-9) and h.log_prob == pytest.approx(e[4], abs=1e-9)
+
+
+@pytest.mark.parametrize("kwargs", [dict(greedy=True), dict(num=40), dict(num=40, top_p=0.8)])
+@pytest.mark.parametrize("stop_at_eos", [True, False])
+def test_stopping_is_the_free_sample_cut_at_its_first_stop_sequence(kwargs, stop_at_eos):
+    model, stops = TableModel(vocab=5, seed=6, eos_bias=-1.0), ((2, 3), (4, 4))
+    options = dict(max_len=15, stop_at_eos=stop_at_eos, **kwargs)
+    free = decode(model.step, 1, None, EOS, DecodeOptions(**options), gen(3))
+    stopped = decode(model.step, 1, None, EOS, DecodeOptions(stop=stops, **options), gen(3))
+    assert any(h.stopped for h in stopped)
+    for f, s in zip(free, stopped, strict=True):  # rows that stopped keep drawing: the same random stream
+        end = first_stop_end(f.tokens, stops)
+        assert s.tokens == (f.tokens if end is None else f.tokens[:end])
+        assert s.stopped == (end is not None) and s.finished == (end is None and f.finished)
+        assert s.log_prob == pytest.approx(model.score(1, s.tokens, s.finished), abs=1e-9)
+
+
+def test_the_prompt_never_completes_a_stop_sequence():
+    model = FixedRow([0.0, 0.1, 0.9])  # token 2 always most likely
+    hyps = greedy_decode(model.step, 2, None, EOS, DecodeOptions(greedy=True, max_len=5, stop=((2, 2),)))
+    assert hyps[0].tokens == [2, 2] and hyps[0].stopped  # the first input (a prompt token) does not count
+
+
+def test_an_empty_stop_sequence_is_rejected():
+    with pytest.raises(UsageError, match="--stop must not be empty"):
+        DecodeOptions(stop=((),)).validate()

@@ -6,6 +6,7 @@ from rnnkit.cli import generate as _generate  # noqa: F401
 from rnnkit.cli import inspect_grads as _inspect_grads  # noqa: F401
 from rnnkit.cli import prepare as _prepare  # noqa: F401
 from rnnkit.cli import runs as _runs  # noqa: F401
+from rnnkit.cli import score as _score  # noqa: F401
 from rnnkit.cli import train as _train  # noqa: F401
 from rnnkit.cli.app import app, main
 

@@ -39,8 +39,9 @@ class DecodeOptions:
     num: int = 1  # sequences to return
     max_len: int = 200  # most tokens to generate, EOS included
     min_len: int = 0  # EOS is forbidden until this many tokens have been generated
-    stop_at_eos: bool = True  # False: EOS is never emitted and exactly max_len tokens come out
+    stop_at_eos: bool = True  # False: EOS is never emitted; max_len tokens come out unless a stop sequence ends
     repetition_penalty: float = 1.0  # multiply the log-probs of already generated tokens by this
+    stop: tuple[tuple[int, ...], ...] = ()  # token sequences that end a sequence once generated (kept in it)
 
     @property
     def samples(self) -> bool:
@@ -86,6 +87,8 @@ class DecodeOptions:
             if self.num > 1:
                 problems.append(f"--num {self.num} with --greedy would return one sequence {self.num} times; "
                                 "use sampling or --beam")
+        if any(len(sequence) == 0 for sequence in self.stop):
+            problems.append("--stop must not be empty")
         if self.beam > 1 and self.num > self.beam:
             problems.append(f"--num ({self.num}) cannot exceed --beam ({self.beam}) in beam search")
         if problems:
@@ -96,10 +99,11 @@ class DecodeOptions:
 class Hypothesis:
     """One decoded sequence."""
 
-    tokens: list[int] = field(default_factory=list)  # generated tokens, EOS excluded
+    tokens: list[int] = field(default_factory=list)  # generated tokens, EOS excluded, a stop sequence included
     log_prob: float = 0.0  # the model's own (unprocessed) log-probability of tokens (+ EOS when finished)
     score: float = 0.0  # what ranked it: log_prob for greedy/sampling, processed sum / length**penalty for beam
     finished: bool = False  # ended with EOS
+    stopped: bool = False  # ended with one of options.stop (its tokens are the last of `tokens`)
 
 
 # --- state helpers --------------------------------------------------------------------------------------
@@ -233,6 +237,35 @@ class _Constraints:
             self.seen.scatter_(1, tokens.unsqueeze(1), True)
 
 
+class _StopMatcher:
+    """Which rows end with one of the stop sequences once a token is added (HF's stop_strings, on token ids).
+
+    Keeps each row's last m - 1 generated tokens (m = the longest sequence), -1 before the first generated
+    token: only generated tokens can match, never the prompt.
+    """
+
+    def __init__(self, stops: tuple[tuple[int, ...], ...], rows: int, device: torch.device):
+        self.stops = [torch.tensor(s, dtype=torch.long, device=device) for s in stops]
+        width = max(len(s) for s in stops) - 1
+        self.tail = torch.full((rows, width), -1, dtype=torch.long, device=device)  # (N, m-1)
+
+    def _extended(self, tokens: Tensor, parents: Tensor | None) -> Tensor:
+        tail = self.tail if parents is None else self.tail.index_select(0, parents)
+        return torch.cat([tail, tokens.unsqueeze(1)], dim=1)  # (M, m)
+
+    def ends(self, tokens: Tensor, parents: Tensor | None = None) -> Tensor:
+        """(M,) bool: row parents[i] (row i when None) followed by tokens[i] (M,) ends with a stop sequence."""
+        seq = self._extended(tokens, parents)
+        hit = torch.zeros(seq.shape[0], dtype=torch.bool, device=seq.device)
+        for stop in self.stops:
+            hit |= (seq[:, seq.shape[1] - len(stop):] == stop).all(-1)
+        return hit
+
+    def record(self, tokens: Tensor, parents: Tensor | None = None) -> None:
+        """Append tokens (N,) to the rows (reordered by `parents` first, as in beam search)."""
+        self.tail = self._extended(tokens, parents)[:, 1:]
+
+
 def _warp(scores: Tensor, options: DecodeOptions) -> Tensor:
     """HF's sampling warpers in HF's order: temperature, then top-k, then top-p. (N, V) -> (N, V)."""
     scores = apply_temperature(scores, options.temperature)
@@ -267,9 +300,11 @@ def _token_loop(step: StepFn, first_token: int, state: State, eos_id: int, optio
     log_prob = torch.zeros(rows, dtype=torch.float64, device=device)
     length = torch.zeros(rows, dtype=torch.long, device=device)
     finished = torch.zeros(rows, dtype=torch.bool, device=device)
+    stopped = torch.zeros(rows, dtype=torch.bool, device=device)
     done = torch.zeros(rows, dtype=torch.bool, device=device)
-    # With EOS forbidden and nothing that can block every token, no row can stop early: skip the sync.
-    can_stop = options.stop_at_eos or options.no_repeat_ngram > 0
+    stops = _StopMatcher(options.stop, rows, device) if options.stop else None
+    # With EOS forbidden and nothing that can block every token or stop a row, no row can stop early: skip the sync.
+    can_stop = options.stop_at_eos or options.no_repeat_ngram > 0 or stops is not None
     for t in range(options.max_len):
         log_probs, state = step(tokens, state)  # (N, V)
         scores = constraints(log_probs, t)
@@ -289,11 +324,17 @@ def _token_loop(step: StepFn, first_token: int, state: State, eos_id: int, optio
         done |= is_eos
         out[:, t] = tokens
         constraints.record(tokens, t)
+        if stops is not None:
+            hit = active & ~is_eos & stops.ends(tokens)  # the stop sequence's tokens were counted in `length`
+            stops.record(tokens)
+            stopped |= hit
+            done |= hit
         if can_stop and bool(done.all()):  # the one host sync per step
             break
     out_l, length_l, finished_l, lp_l = out.tolist(), length.tolist(), finished.tolist(), log_prob.tolist()
-    return [Hypothesis(tokens=out_l[i][:length_l[i]], log_prob=lp_l[i], score=lp_l[i], finished=finished_l[i])
-            for i in range(rows)]
+    stopped_l = stopped.tolist()
+    return [Hypothesis(tokens=out_l[i][:length_l[i]], log_prob=lp_l[i], score=lp_l[i], finished=finished_l[i],
+                       stopped=stopped_l[i]) for i in range(rows)]
 
 
 @torch.no_grad()
@@ -346,12 +387,13 @@ def _beam_loop(step: StepFn, first_token: int, state: State, eos_id: int, option
     tokens = torch.full((k,), first_token, dtype=torch.long, device=device)
     state = expand_state(state, k)
     constraints = _Constraints(options, eos_id, k, device)
+    stops = _StopMatcher(options.stop, k, device) if options.stop else None
     # The K copies start identical; only beam 0 is live or the first step would fill the beam with duplicates.
     scores = torch.full((k,), NEG_INF, device=device)
     scores[0] = 0.0  # (K,) running processed score
     raw = torch.zeros(k, dtype=torch.float64, device=device)  # (K,) the model's own log-prob of each beam
     parents, chosen = [], []  # per step, on the host: each live beam's parent beam and last token
-    pool: list[tuple[float, float, int, int, int, bool]] = []  # (score, log_prob, t, parent, token, finished)
+    pool: list[tuple] = []  # (score, log_prob, t, parent, token, finished (EOS), stopped (a stop sequence))
     for t in range(max_len):
         log_probs, state = step(tokens, state)  # (K, V)
         vocab = log_probs.shape[1]
@@ -370,23 +412,27 @@ def _beam_loop(step: StepFn, first_token: int, state: State, eos_id: int, option
         cand_scores = total[cand]  # (2K,)
         cand_raw = (raw.unsqueeze(1) + log_probs).view(-1)[cand]
         parent, token = cand // vocab, cand % vocab
-        # Live beams: the K best non-EOS candidates by running score (for beam sample, among the drawn ones).
-        live_scores, live = cand_scores.masked_fill(token == eos_id, NEG_INF).topk(k)
+        # A candidate ends with EOS or with a stop sequence (which it keeps); the others can live on.
+        ends = token == eos_id if stops is None else (token == eos_id) | stops.ends(token, parent)  # (2K,)
+        # Live beams: the K best candidates that do not end, by running score (for beam sample, among the drawn).
+        live_scores, live = cand_scores.masked_fill(ends, NEG_INF).topk(k)
         live_parent, live_token = parent[live], token[live]
         head = slice(0, min(k, n_cand))  # ended hypotheses only come from the first K candidates, as in HF
         host = torch.cat([cand_scores[head].double(), cand_raw[head], parent[head].double(), token[head].double(),
-                          live_parent.double(), live_token.double(), live_scores[:1].double()]).tolist()
+                          ends[head].double(), live_parent.double(), live_token.double(),
+                          live_scores[:1].double()]).tolist()
         m = head.stop
-        c_score, c_raw, c_parent, c_token = (host[i * m:(i + 1) * m] for i in range(4))
-        parents.append([int(x) for x in host[4 * m:4 * m + k]])
-        chosen.append([int(x) for x in host[4 * m + k:4 * m + 2 * k]])
+        c_score, c_raw, c_parent, c_token, c_ends = (host[i * m:(i + 1) * m] for i in range(5))
+        parents.append([int(x) for x in host[5 * m:5 * m + k]])
+        chosen.append([int(x) for x in host[5 * m + k:5 * m + 2 * k]])
         best_live = host[-1]
         last = t == max_len - 1
         for r in range(m):
-            ended = int(c_token[r]) == eos_id
-            if (ended or last) and c_score[r] > NEG_INF:
+            eos = int(c_token[r]) == eos_id
+            if (c_ends[r] or last) and c_score[r] > NEG_INF:
                 # length = tokens scored, EOS included: HF's (cur_len + 1 - prompt_len).
-                entry = (c_score[r] / (t + 1) ** penalty, c_raw[r], t, int(c_parent[r]), int(c_token[r]), ended)
+                entry = (c_score[r] / (t + 1) ** penalty, c_raw[r], t, int(c_parent[r]), int(c_token[r]), eos,
+                         bool(c_ends[r]) and not eos)
                 if len(pool) < k:
                     pool.append(entry)
                 else:
@@ -400,10 +446,12 @@ def _beam_loop(step: StepFn, first_token: int, state: State, eos_id: int, option
         scores, raw, tokens = live_scores, cand_raw[live], live_token
         state = select_state(state, live_parent)  # the one reorder per step
         constraints.record(live_token, t, live_parent)
+        if stops is not None:
+            stops.record(live_token, live_parent)
     pool.sort(key=lambda e: e[0], reverse=True)
-    return [Hypothesis(tokens=_backtrack(parents, chosen, t, p) + ([] if ended else [tok]), log_prob=lp,
-                       score=score, finished=ended)
-            for score, lp, t, p, tok, ended in pool[:options.num]]
+    return [Hypothesis(tokens=_backtrack(parents, chosen, t, p) + ([] if eos else [tok]), log_prob=lp,
+                       score=score, finished=eos, stopped=stop)
+            for score, lp, t, p, tok, eos, stop in pool[:options.num]]
 
 
 def _backtrack(parents: list[list[int]], chosen: list[list[int]], t: int, beam: int) -> list[int]:
@@ -424,7 +472,8 @@ def beam_search(step: StepFn, first_token: int, state: State, eos_id: int, optio
     Per step: constrained log-probs (repetition penalty, n-gram blocking, EOS rules) plus the running beam
     scores give K*V continuations; of the 2K best, those ending in EOS and ranked in the first K become
     ended hypotheses, and the K best not ending in EOS are the next beams. At max_len the first K
-    candidates all end (unfinished unless EOS). Ended hypotheses are scored sum / length**length_penalty,
+    candidates all end (unfinished unless EOS). A candidate completing one of options.stop ends like one
+    ending in EOS, keeping the stop tokens (`stopped`). Ended hypotheses are scored sum / length**length_penalty,
     length counting EOS; the K best are kept, and the search stops once no live beam can beat the worst of
     them (exact bound, HF's early_stopping="never"). Returns the `num` best, best first (fewer only when the
     constraints leave fewer sequences). log_prob is the model's own score of each returned text.
@@ -464,6 +513,8 @@ def decode(step: StepFn, first_token: int, state: State, eos_id: int, options: D
     batch 1, or None for zeros. beam > 1: beam_sample if temperature/top-k/nucleus is set, else beam_search;
     beam = 1: greedy_decode if greedy, else sample_decode. All randomness comes from `generator`.
     Tensors are made on `device`, else the state's device, else the generator's, else CPU.
+    A sequence whose generated tokens end with one of options.stop ends there (`stopped`, the stop tokens kept);
+    the prompt never counts towards a stop sequence.
     """
     options.validate()
     if options.beam > 1:

@@ -5,6 +5,7 @@
     >>> run.step, run.metrics["bpc"]
     >>> run.generate(prompt="The ", num=3, temperature=0.8)   # list of Sample(text, log_prob, length, finished)
     >>> run.evaluate("test")                          # the record `rnnkit eval --json` prints
+    >>> run.score("Any text.\n").bpc                  # TextScore(characters, bits, loss, bpc, perplexity...)
 
 The config, the task's artifacts and the checkpoint are read in one consistent read: the step and metrics
 reported belong to the weights in `model`, even while a `train` in another process keeps saving. The data is
@@ -13,6 +14,7 @@ prepared (or found in the cache) only when something asks for it (`run.data()`),
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,12 +68,20 @@ class LoadedRun:
 
         return evaluate_loaded(self, split, batch_size)
 
-    def generate(self, prompt: str = "", **options: Any) -> list:
+    def generate(self, prompt: str = "", stop: Sequence[str] = (), **options: Any) -> list:
         """Samples of a language model; options are the `generate:` config keys (temperature, beam, num...),
-        with the run's own `generate:` section as defaults. Returns a list of rnnkit.generation.Sample."""
+        with the run's own `generate:` section as defaults; `stop`: strings that end a sample (kept in it).
+        Returns a list of rnnkit.generation.generate.Sample."""
         from rnnkit.generation.generate import generate_from_loaded
 
-        return generate_from_loaded(self, {"prompt": prompt, **options}).samples
+        return generate_from_loaded(self, {"prompt": prompt, **options}, stop=tuple(stop)).samples
+
+    def score(self, text: str, per_char: bool = False, replace_unknown: str | None = None):
+        """Bits per character, perplexity and count of the characters of `text` under a language model, the state
+        carried through it as `rnnkit score` does. Returns rnnkit.evaluation.score.TextScore."""
+        from rnnkit.evaluation.score import score_text
+
+        return score_text(self, text, per_char=per_char, replace_unknown=replace_unknown)
 
 
 def load(run: str | Path | None = None, which: str = "best", device: str | torch.device = "auto", *,

@@ -1,0 +1,98 @@
+"""`rnnkit generate --stop` and `--prompt-file` through the real CLI on a tiny sentence model (Reber strings)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from rnnkit.cli import app
+from rnnkit.generation.generate import unescape
+
+TINY = {
+    "task": "lm",
+    "data": {"source": "reber", "num_samples": 80, "max_len": 30},
+    "model": {"cell": "lstm", "hidden_size": 8, "embedding_dim": 4},
+    "train": {"batch_size": 16, "max_steps": 20, "eval_every": 10, "checkpoint_every": 10, "device": "cpu",
+              "lr": 0.02},
+    "generate": {"num": 8, "max_len": 40},
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("generate_options")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RNNKIT_DATA", str(root / "data"))
+    mp.chdir(root)
+    (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    result = CliRunner().invoke(app, ["train", "tiny.yaml", "--quiet"])
+    assert result.exit_code == 0, result.output
+    yield root / "runs" / "tiny"
+    mp.undo()
+
+
+def _generate(run, *args):
+    return CliRunner().invoke(app, ["generate", str(run), *map(str, args)])
+
+
+def _records(result) -> list[dict]:
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.stdout.strip().splitlines()]
+
+
+@pytest.mark.parametrize("mode", [[], ["--beam", "4", "--num", "4"], ["--beam", "4", "--num", "4", "--nucleus", "0.9"]])
+def test_stop_ends_a_sample_at_the_first_occurrence_and_keeps_it(run, mode):
+    stops = ("T", "PV")
+    records = _records(_generate(run, "--json", "--seed", "3", "--stop", stops[0], "--stop", stops[1], *mode))
+    assert any(r["stop"] for r in records)
+    for r in records:
+        text = r["text"]
+        cut = min((text.find(s) + len(s) for s in stops if s in text), default=None)
+        assert cut in (None, len(text))  # no stop string before the end
+        assert r["stop"] == (next(s for s in stops if text.endswith(s)) if cut else None)
+        assert r["finished"] or r["stop"] is None
+        assert r["options"]["stop"] == list(stops)
+
+
+def test_a_stopped_sample_is_the_free_sample_cut_at_the_stop_string(run):
+    free = _records(_generate(run, "--json", "--seed", "5"))
+    stopped = _records(_generate(run, "--json", "--seed", "5", "--stop", "T"))
+    assert any(r["stop"] == "T" for r in stopped)
+    for f, s in zip(free, stopped, strict=True):
+        end = f["text"].find("T")
+        assert s["text"] == (f["text"] if end < 0 else f["text"][:end + 1])
+
+
+@pytest.mark.parametrize(("stop", "message"), [
+    ("q", "--stop 'q': 'q' (U+0071) is not in the model's vocabulary"),
+    ("\\n", "--stop '\\n': '\\n' (U+000A) is not in the model's vocabulary"),  # a sentence model ends with EOS
+])
+def test_a_stop_string_the_model_cannot_generate_is_refused(run, stop, message):
+    result = _generate(run, "--stop", stop)
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def test_stop_escapes():
+    assert unescape(r"\n\n") == "\n\n" and unescape(r"a\tb\\n") == "a\tb\\n" and unescape("\\") == "\\"
+
+
+def test_prompt_file_is_read_exactly(run, tmp_path):
+    path = tmp_path / "prompt.txt"
+    path.write_text("BTSS", encoding="utf-8")
+    from_file = _records(_generate(run, "--json", "--prompt-file", path, "--seed", "2"))
+    typed = _records(_generate(run, "--json", "--prompt", "BTSS", "--seed", "2"))
+    assert [r["text"] for r in from_file] == [r["text"] for r in typed] and from_file[0]["prompt"] == "BTSS"
+
+
+def test_prompt_file_errors(run, tmp_path):
+    both = _generate(run, "--prompt", "B", "--prompt-file", tmp_path / "p.txt")
+    assert both.exit_code == 2 and "give one of them" in both.stderr
+    missing = _generate(run, "--prompt-file", tmp_path / "nope.txt")
+    assert missing.exit_code == 1 and "no such file" in missing.stderr
+    binary = tmp_path / "b.bin"
+    binary.write_bytes(b"BT\xfe")
+    bad = _generate(run, "--prompt-file", binary)
+    assert bad.exit_code == 1 and "not UTF-8 text (byte 0xfe at offset 2)" in bad.stderr
