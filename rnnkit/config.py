@@ -40,20 +40,29 @@ def option(default: Any, doc: str, *, choices: tuple | None = None, low: float |
 class DataConfig:
     """Where the data comes from and how it is cut into sequences."""
 
-    source: str = option("reber", "registered source (reber, trump, metro, langid) or any name for a "
+    source: str = option("reber", "registered source (reber, trump, pystdlib, metro, langid) or any name for a "
                                   "plain-text corpus given with data.path")
-    path: str | None = option(None, "local file or http(s)/file URL used instead of the source's download")
+    path: str | None = option(None, "local file, folder of text files, http(s)/file URL used instead of the source's "
+                                    "download, or - for the corpus prepared from standard input under this name")
+    glob: str | None = option(None, "data.path is a folder: read the files whose name matches (default: every file; "
+                                    "pystdlib: *.py)")
+    exclude: str | None = option(None, "data.path is a folder: skip files and folders whose name matches one of "
+                                       "these comma-separated patterns (e.g. site-packages,test)")
     charset: str = option("ascii", "character set kept after cleaning", choices=("ascii", "unicode"))
     lowercase: bool = option(False, "lower-case the text before building the vocabulary")
-    mode: str = option("sentences", "LM sequences: padded sentences ending in EOS, or fixed-length windows",
-                       choices=("sentences", "windows"))
+    mode: str = option("sentences", "LM sequences: padded sentences ending in EOS, fixed-length windows, or the "
+                                    "corpus as one character stream (layout kept, state carried across batches)",
+                       choices=("sentences", "windows", "stream"))
     min_len: int = option(2, "sentences shorter than this (characters) are dropped and counted", low=1)
     max_len: int = option(300, "longest sentence (characters) kept whole", low=1)
     too_long: str = option("split", "what to do with a longer sentence",
                            choices=("split", "drop", "error"))
-    window: int = option(100, "window length (characters) in windows mode", low=2)
-    val_fraction: float = option(0.05, "fraction of sentences for validation", low=0.0, high=0.5)
-    test_fraction: float = option(0.05, "fraction of sentences for the test split", low=0.0, high=0.5)
+    window: int = option(100, "window length (characters) in windows mode; in stream mode the characters "
+                              "backpropagated through (truncated BPTT)", low=2)
+    val_fraction: float = option(0.05, "fraction of sentences for validation (stream: of characters, after the "
+                                       "training text)", low=0.0, high=0.5)
+    test_fraction: float = option(0.05, "fraction of sentences for the test split (stream: of characters, at the "
+                                        "end)", low=0.0, high=0.5)
     split_seed: int = option(0, "seed of the train/val/test split", low=0)
     num_samples: int = option(4000, "how many sequences a generated source (reber) makes", low=10, high=10_000_000)
     stations: int = option(0, "metro: keep the first N stations (0 = all); classify predicts which one", low=0)
@@ -199,6 +208,25 @@ def teacher_forcing_problems(cfg: Config) -> list[str]:
     return problems
 
 
+def stream_problems(cfg: Config) -> list[str]:
+    """data.mode: stream is a language model over the whole text: no sentences to cut, no scheduled sampling."""
+    d, problems = cfg.data, []
+    if d.mode != "stream":
+        return problems
+    if cfg.task != "lm":
+        problems.append(f"data.mode: stream only applies to task: lm (this is task: {cfg.task}); use sentences or "
+                        f"windows")
+    defaults = DataConfig()
+    for key in ("min_len", "max_len", "too_long", "split_seed"):
+        if getattr(d, key) != getattr(defaults, key):
+            problems.append(f"data.{key}: only applies to sentences (data.mode: sentences or windows); a stream keeps "
+                            f"the whole text in order, leave it out")
+    if cfg.train.teacher_forcing < 1.0 or cfg.train.teacher_forcing_schedule != "constant":
+        problems.append("train.teacher_forcing: data.mode: stream trains teacher forced; use 1.0 with "
+                        "teacher_forcing_schedule: constant")
+    return problems
+
+
 def cross_field_problems(cfg: Config) -> list[str]:
     """Conflicts between fields, phrased with the keys the user types."""
     problems = []
@@ -216,6 +244,7 @@ def cross_field_problems(cfg: Config) -> list[str]:
     if cfg.task == "forecast" and cfg.data.history + cfg.data.horizon > 73:
         problems.append(f"data.history + data.horizon: {cfg.data.history + cfg.data.horizon} slots do not fit in "
                         f"one day of 73 quarter-hours")
+    problems += stream_problems(cfg)
     if cfg.data.min_len > cfg.data.max_len:
         problems.append(f"data.min_len: {cfg.data.min_len} is larger than data.max_len {cfg.data.max_len}")
     if cfg.generate.min_len > cfg.generate.max_len:

@@ -122,3 +122,16 @@ def test_every_field_is_documented():
     rows = describe_fields()
     assert len(rows) > 40
     assert all(doc for _, _, doc in rows)
+
+
+def test_stream_mode_refuses_settings_that_do_not_apply_to_it():
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"task": "lm", "data": {"mode": "stream", "max_len": 80, "split_seed": 3},
+                          "train": {"teacher_forcing": 0.5}})
+    message = str(err.value)
+    for expected in ("data.max_len: only applies to sentences", "data.split_seed: only applies to sentences",
+                     "train.teacher_forcing: data.mode: stream trains teacher forced"):
+        assert expected in message
+    with pytest.raises(ConfigError, match="data.mode: stream only applies to task: lm"):
+        config_from_dict({"task": "classify", "data": {"source": "langid", "mode": "stream"}})
+    assert config_from_dict({"data": {"mode": "stream", "window": 64}}).data.mode == "stream"

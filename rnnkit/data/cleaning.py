@@ -6,6 +6,8 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
+
 CHARSETS = ("ascii", "unicode")
 
 # Typographic characters with an obvious ASCII spelling (NFKD alone leaves most of them untouched).
@@ -56,6 +58,16 @@ class CleaningReport:
     def from_dict(cls, data: dict) -> CleaningReport:
         return cls(**{key: data[key] for key in ("chars_in", "chars_out", "mapped", "removed", "removed_chars")})
 
+    def add(self, other: CleaningReport) -> None:
+        """Add the counts of `other` (the report of the next chunk of a stream) to this one."""
+        self.chars_in += other.chars_in
+        self.chars_out += other.chars_out
+        for mine, theirs in ((self.mapped, other.mapped), (self.removed, other.removed),
+                             (self.removed_chars, other.removed_chars)):
+            merged = Counter(mine) + Counter(theirs)
+            mine.clear()
+            mine.update(merged.most_common())
+
 
 def _cp1252(char: str) -> str | None:
     """The character a C1 control (U+0080..U+009F) stands for when cp1252 bytes were read as Latin-1."""
@@ -78,7 +90,7 @@ def _to_ascii(char: str) -> tuple[str | None, str]:
     return None, NO_ASCII
 
 
-def _decide(char: str, charset: str) -> tuple[str | None, str | None]:
+def _decide(char: str, charset: str, keep_layout: bool = False) -> tuple[str | None, str | None]:
     """(replacement, kind) for one distinct character: kind None = kept as is, replacement None = removed."""
     if " " <= char <= "~" or char == "\n":
         return char, None
@@ -91,9 +103,11 @@ def _decide(char: str, charset: str) -> tuple[str | None, str | None]:
         meant = _cp1252(char)
         if meant is None:
             return None, CONTROL
-        replacement, _ = _decide(meant, charset)
+        replacement, _ = _decide(meant, charset, keep_layout)
         return replacement, MOJIBAKE
     if char.isspace():
+        if keep_layout and (char in "\t\x0b\x0c" or charset == "unicode"):
+            return char, None
         return ("\n" if char in "\u2028\u2029\x0b\x0c" else " "), SPACE
     if unicodedata.category(char)[0] == "C":  # controls, surrogates, unassigned, private use
         return None, CONTROL
@@ -102,7 +116,8 @@ def _decide(char: str, charset: str) -> tuple[str | None, str | None]:
     return _to_ascii(char)
 
 
-def clean_text(text: str, charset: str = "ascii", lowercase: bool = False) -> tuple[str, CleaningReport]:
+def clean_text(text: str, charset: str = "ascii", lowercase: bool = False,
+               keep_layout: bool = False) -> tuple[str, CleaningReport]:
     """Normalise `text` for a character vocabulary; return the clean text and what was changed.
 
     Both character sets: a leading BOM and invisible characters are removed, CRLF/CR become LF, cp1252
@@ -110,6 +125,9 @@ def clean_text(text: str, charset: str = "ascii", lowercase: bool = False) -> tu
     a space, control characters and undecodable bytes are removed. `ascii` then maps typographic
     punctuation and accented letters to ASCII and removes what has no ASCII equivalent; `unicode` keeps
     them (NFC-normalised). Nothing disappears without being counted in the report.
+
+    keep_layout (data.mode: stream): whitespace is kept as it is, tabs, form feeds and vertical tabs
+    included (with `unicode`, every whitespace character); only line ends are still unified to LF.
     """
     if charset not in CHARSETS:
         raise ValueError(f"charset must be one of {CHARSETS}, got {charset!r}")
@@ -126,8 +144,8 @@ def clean_text(text: str, charset: str = "ascii", lowercase: bool = False) -> tu
         mapped[NFC] += before - len(text)
     # Decide once per distinct character, then apply with one str.translate: fast on megabytes.
     table, removed_chars = {}, Counter()
-    for char, count in Counter(text).items():
-        replacement, kind = _decide(char, charset)
+    for char, count in _char_counts(text).items():
+        replacement, kind = _decide(char, charset, keep_layout)
         if kind is None:
             continue
         table[ord(char)] = replacement
@@ -147,5 +165,58 @@ def clean_text(text: str, charset: str = "ascii", lowercase: bool = False) -> tu
     return text, report
 
 
+def _char_counts(text: str) -> dict[str, int]:
+    """{character: count} of `text`; numpy counts the code points (twice as fast as Counter on megabytes)."""
+    if len(text) < 1 << 16:
+        return Counter(text)
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    values, counts = np.unique(codes, return_counts=True) if codes.max() > 1 << 16 else _bincount(codes)
+    return {chr(v): int(n) for v, n in zip(values.tolist(), counts.tolist(), strict=True)}
+
+
+def _bincount(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    counts = np.bincount(codes)
+    values = np.flatnonzero(counts)
+    return values, counts[values]
+
+
 def _name(char: str) -> str:
     return f"{char!r} (U+{ord(char):04X})"
+
+
+class StreamCleaner:
+    """`clean_text` over a text that arrives in chunks (a corpus larger than memory), with the same result
+    (keep_layout by default: the stream mode's cleaning).
+
+    A chunk is cleaned up to its last line break and the rest held back for the next one, so that a CRLF or
+    a letter and its combining accent (NFC) are never cut apart; a chunk without a line break is cut before
+    its last character that starts a new grapheme. `report` adds up what every chunk changed.
+    """
+
+    def __init__(self, charset: str = "ascii", lowercase: bool = False, keep_layout: bool = True):
+        self.charset, self.lowercase, self.keep_layout = charset, lowercase, keep_layout
+        self.report = CleaningReport()
+        self.held = ""
+
+    def feed(self, text: str) -> str:
+        """The clean text of everything fed so far, up to a safe cut; the rest waits for the next feed."""
+        text = self.held + text
+        cut = text.rfind("\n") + 1
+        if cut == 0:
+            cut = len(text) - 1
+            while cut > 0 and (unicodedata.combining(text[cut]) or text[cut - 1] == "\r"):
+                cut -= 1
+        self.held = text[cut:]
+        return self._clean(text[:cut])
+
+    def finish(self) -> str:
+        """The clean text of what was held back: call once after the last feed."""
+        held, self.held = self.held, ""
+        return self._clean(held)
+
+    def _clean(self, text: str) -> str:
+        if not text:
+            return ""
+        clean, report = clean_text(text, self.charset, self.lowercase, self.keep_layout)
+        self.report.add(report)
+        return clean

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sysconfig
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -14,12 +15,13 @@ from pathlib import Path
 from rnnkit.errors import DataError, DownloadError, UsageError
 from rnnkit.io.atomic import atomic_file
 
-# A corpus larger than this is refused before it is read (the whole text is held in memory while it is
-# cleaned and split); set RNNKIT_MAX_CORPUS_BYTES to change it.
+# A corpus larger than this is refused before it is read (sentence modes hold the whole text in memory while
+# it is cleaned and split; data.mode: stream streams it and has no limit but the disk); set
+# RNNKIT_MAX_CORPUS_BYTES to change it. Downloads are limited to it in every mode.
 DEFAULT_MAX_BYTES = 2 * 1024**3
-# Preparing holds a corpus several times over (raw and cleaned text, the sentence list, the encoded ids):
-# about 21 bytes of memory per byte of a 50 MB English corpus, measured; a corpus that would need more than
-# the memory available is refused up front rather than left to the OOM killer.
+# Preparing sentences holds a corpus several times over (raw and cleaned text, the sentence list, the encoded
+# ids): about 21 bytes of memory per byte of a 50 MB English corpus, measured; a corpus that would need more
+# than the memory available is refused up front rather than left to the OOM killer.
 MEMORY_PER_BYTE = 24
 DOWNLOAD_TIMEOUT_S = 60
 CHUNK = 1 << 20
@@ -40,6 +42,8 @@ class Source:
     """A named data source: a file to download (url + sha256 + filename) or a generator of sentences.
 
     `generate(data_cfg) -> list[str]` makes the sentences of a generated source (reber).
+    `folder() -> Path` names a local folder read instead of a download (pystdlib), with the `glob` and
+    `exclude` patterns used when the config gives none (see `rnnkit.data.inputs.open_input`).
     `preparer`, when set, replaces the whole text pipeline for this source: it receives the same
     arguments as `rnnkit.data.prepare.prepare_text_source` and returns a `PrepareSummary` (or any object
     with `name`, `folder`, `reused`, `seconds` and `rows()`, such as `rnnkit.data.store.DataSummary`).
@@ -53,6 +57,9 @@ class Source:
     filename: str | None = None
     generate: Callable | None = None
     preparer: Callable | None = None
+    folder: Callable[[], Path] | None = None
+    glob: str | None = None
+    exclude: str | None = None
 
 
 SOURCES: dict[str, Source] = {}
@@ -79,6 +86,14 @@ register(Source(
     filename="speeches.txt",
 ))
 register(Source(
+    name="pystdlib",
+    description="the Python source of the standard library of the Python that runs rnnkit (*.py, site-packages "
+                "and hidden folders left out)",
+    folder=lambda: Path(sysconfig.get_paths()["stdlib"]),
+    glob="*.py",
+    exclude="site-packages,dist-packages",
+))
+register(Source(
     name="reber",
     description="embedded Reber grammar strings (Hochreiter & Schmidhuber 1997), generated with data.split_seed",
     generate=_generate_reber,
@@ -93,6 +108,11 @@ def get_source(name: str) -> Source | None:
 
 def is_url(location: str) -> bool:
     return urllib.parse.urlsplit(location).scheme in ("http", "https", "file")
+
+
+def is_download(location: str) -> bool:
+    """An http(s) URL (a file:// URL or a path is local)."""
+    return urllib.parse.urlsplit(location).scheme in ("http", "https")
 
 
 def local_path(location: str) -> Path:
@@ -111,9 +131,11 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_readable(path: Path, limit: int | None = None) -> int:
-    """The size of corpus file `path`, or a DataError saying why it cannot be used."""
-    limit = max_corpus_bytes() if limit is None else limit
+def check_readable(path: Path, limit: int | None = None, in_memory: bool = True) -> int:
+    """The size of corpus file `path`, or a DataError saying why it cannot be used.
+
+    in_memory=False (data.mode: stream reads the file in chunks): neither the size limit nor the memory
+    estimate applies."""
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -122,17 +144,26 @@ def check_readable(path: Path, limit: int | None = None) -> int:
         raise DataError(f"{path}: cannot read ({err.strerror})") from None
     if path.is_dir():
         raise DataError(f"{path}: is a folder, expected a plain-text corpus file")
-    if size > limit:
-        raise DataError(f"{path}: {size:,} bytes is more than the {limit:,} allowed "
-                        f"(set RNNKIT_MAX_CORPUS_BYTES to raise the limit, or pass a smaller file)")
     if not os.access(path, os.R_OK):
         raise DataError(f"{path}: cannot read (permission denied)")
+    if in_memory:
+        check_fits_memory(path, size, limit)
+    return size
+
+
+def check_fits_memory(where: str | Path, size: int, limit: int | None = None) -> None:
+    """DataError when a corpus of `size` bytes is over the limit or would not fit in memory to be prepared
+    as sentences."""
+    limit = max_corpus_bytes() if limit is None else limit
+    if size > limit:
+        raise DataError(f"{where}: {size:,} bytes is more than the {limit:,} allowed "
+                        f"(set RNNKIT_MAX_CORPUS_BYTES to raise the limit, pass a smaller file, or use "
+                        f"data.mode: stream, which reads it in chunks)")
     available = available_memory()
     if available is not None and size * MEMORY_PER_BYTE > available:
-        raise DataError(f"{path}: {size:,} bytes would need about {_mb(size * MEMORY_PER_BYTE)} of memory to "
-                        f"prepare and {_mb(available)} is available; split the corpus or prepare it on a "
-                        f"larger machine")
-    return size
+        raise DataError(f"{where}: {size:,} bytes would need about {_mb(size * MEMORY_PER_BYTE)} of memory to "
+                        f"prepare as sentences and {_mb(available)} is available; use data.mode: stream (read "
+                        f"in chunks), split the corpus or prepare it on a larger machine")
 
 
 def available_memory() -> int | None:
@@ -199,11 +230,13 @@ def _keep_as_download(path: Path, dest: Path, sha256: str) -> None:
         download(path.resolve().as_uri(), dest, sha256)
 
 
-def fetch(source: Source | None, location: str | None, cache_dir: Path) -> tuple[Path, str, str]:
+def fetch(source: Source | None, location: str | None, cache_dir: Path,
+          in_memory: bool = True) -> tuple[Path, str, str]:
     """The local file of a corpus: (path, sha256, where it came from).
 
     `location` (a path, file:// or http(s) URL) wins over the source's own URL. A registered download is
     cached under `cache_dir/<name>/` and verified against its pinned sha256 each time it is used.
+    in_memory: see `check_readable`.
     """
     if location is not None:
         if urllib.parse.urlsplit(location).scheme in ("http", "https"):
@@ -214,7 +247,7 @@ def fetch(source: Source | None, location: str | None, cache_dir: Path) -> tuple
                 download(location, dest)
             return dest, sha256_file(dest), location
         path = local_path(location)
-        check_readable(path)
+        check_readable(path, in_memory=in_memory)
         digest = sha256_file(path)
         if source is not None and source.url is not None and digest == source.sha256:
             _keep_as_download(path, _download_path(source, cache_dir), digest)

@@ -34,10 +34,11 @@ class Vocab:
         if len(set(self.chars)) != len(self.chars):
             raise DataError("vocabulary has a character twice")
         self._ids = {char: i + len(SPECIALS) for i, char in enumerate(self.chars)}
-        # Sorted code points -> ids: lets encode_array() map a whole corpus with one searchsorted.
-        order = sorted(self._ids, key=ord)
-        self._codes = np.array([ord(c) for c in order], dtype=np.uint32)
-        self._code_ids = np.array([self._ids[c] for c in order], dtype=np.int64)
+        # Code point -> id (-1: not in the vocabulary), one entry per code point up to the largest: lets
+        # encode_array() map a whole corpus with one take.
+        self._lookup = np.full(max(map(ord, self.chars), default=0) + 2, -1, dtype=np.int64)
+        for char, i in self._ids.items():
+            self._lookup[ord(char)] = i
 
     @classmethod
     def from_text(cls, text: str) -> Vocab:
@@ -73,11 +74,11 @@ class Vocab:
         if not text:
             return np.zeros(0, dtype=np.int64)
         codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        where = np.searchsorted(self._codes, codes).clip(max=max(len(self._codes) - 1, 0))
-        known = self._codes[where] == codes if len(self._codes) else np.zeros(len(codes), dtype=bool)
-        if not known.all():
-            raise self._unknown(text, int(np.argmin(known)))
-        return self._code_ids[where]
+        # A code point beyond the table reads its last entry, which is always -1 (unknown).
+        ids = self._lookup.take(np.minimum(codes, len(self._lookup) - 1))
+        if ids.min() < 0:
+            raise self._unknown(text, int(np.argmax(ids < 0)))
+        return ids
 
     def decode(self, ids: Sequence[int] | torch.Tensor, stop_at_eos: bool = True) -> str:
         """Text of `ids` (list or 1-D tensor): PAD is skipped; EOS ends the text (or is skipped)."""

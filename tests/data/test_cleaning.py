@@ -1,10 +1,12 @@
 """Text cleaning: BOM, line ends, typographic and accented characters, cp1252 mojibake, counted changes."""
 
+import random
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnkit.data import cleaning
-from rnnkit.data.cleaning import clean_text
+from rnnkit.data.cleaning import StreamCleaner, clean_text
 
 
 def test_bom_and_line_ends():
@@ -63,3 +65,30 @@ def test_ascii_output_and_every_change_counted(text):
     no_cr = text.replace("\r\n", "\n").replace("\r", "\n")
     changed = sum(1 for c in no_cr if not (" " <= c <= "~" or c == "\n"))
     assert changed == report.total_mapped - report.mapped.get(cleaning.LINE_END, 0) + report.total_removed
+
+
+def test_keep_layout_keeps_tabs_and_indentation_but_still_repairs():
+    text = "if x:\r\n\tpass\x0c\n  y\u00a0= '\u0096'\udcff"
+    assert clean_text(text)[0] == "if x:\n pass\n\n  y = '-'"
+    kept, report = clean_text(text, keep_layout=True)
+    assert kept == "if x:\n\tpass\x0c\n  y = '-'"  # ascii still spells U+00A0 as a space
+    assert clean_text(text, "unicode", keep_layout=True)[0] == "if x:\n\tpass\x0c\n  y\u00a0= '\u2013'"
+    assert report.mapped["CRLF/CR line end"] == 1 and report.removed == {"invalid UTF-8 byte": 1}
+
+
+def test_the_stream_cleaner_gives_what_one_clean_text_gives_whatever_the_chunks():
+    rng = random.Random(0)
+    alphabet = ["a", "\r", "\n", "\t", "e", "\u0301", "\u00e9", "\u2019", "\x85", "\udc9f", "\u00a0", "\ufeff"]
+    for trial in range(300):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
+        charset = ("ascii", "unicode")[trial % 2]
+        expected, report = clean_text(text, charset, keep_layout=True)
+        cleaner, out, pos = StreamCleaner(charset), [], 0
+        while pos < len(text):
+            size = rng.randint(1, 6)
+            out.append(cleaner.feed(text[pos:pos + size]))
+            pos += size
+        out.append(cleaner.finish())
+        assert "".join(out) == expected, repr(text)
+        assert cleaner.report.removed == report.removed
+        assert cleaner.report.mapped == {k: v for k, v in report.mapped.items() if v}
