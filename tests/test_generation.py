@@ -13,6 +13,7 @@ from rnnkit.cli import app
 from rnnkit.config import GenerateConfig
 from rnnkit.data.vocab import EOS
 from rnnkit.errors import UsageError
+from rnnkit.generation.decoding import select_state
 from rnnkit.generation.options import decode_options, merge_options
 from rnnkit.runs.loaded import load
 
@@ -116,13 +117,63 @@ def test_same_seed_same_samples_other_seed_other_samples(trained_run):
     assert texts != [r["text"] for r in other]
 
 
+def _scored_length(record) -> int:
+    """Tokens beam search divides by: the characters, plus EOS when the sequence ended with it."""
+    return record["length"] + int(record["finished"] and record["stop"] is None)
+
+
+def _every_sequence(run, max_len: int) -> list[tuple[float, str, bool]]:
+    """Every sequence the decoder can produce from an empty prompt, by brute force: (log-prob, text, finished),
+    most likely first. A sequence ends with EOS, or unfinished after max_len characters."""
+    loaded = load(run, device="cpu")
+    model, vocab = loaded.model, loaded.vocab
+    tokens, state = torch.tensor([EOS]), None
+    prefixes, log_p = [[]], torch.zeros(1, dtype=torch.float64)
+    ended = []
+    with torch.no_grad():
+        for _ in range(max_len):
+            step, state = model.step(tokens, state)  # (N, V); PAD is -inf
+            step = step.double()
+            ended += [(float(log_p[i] + step[i, EOS]), vocab.decode(p), True) for i, p in enumerate(prefixes)]
+            rows, ids = torch.nonzero(torch.isfinite(step) & (torch.arange(step.shape[1]) != EOS), as_tuple=True)
+            log_p = log_p[rows] + step[rows, ids]
+            prefixes = [prefixes[r] + [i] for r, i in zip(rows.tolist(), ids.tolist(), strict=True)]
+            tokens, state = ids, select_state(state, rows)
+    ended += [(float(lp), vocab.decode(p), False) for lp, p in zip(log_p, prefixes, strict=True)]
+    return sorted(ended, reverse=True)
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 0.3, 0.5])
+def test_beam_hypotheses_come_best_score_first(trained_run, length_penalty):
+    beams = _json_lines(_generate(trained_run, "--json", "--beam", "6", "--num", "6", "--max-len", "4",
+                                  "--length-penalty", str(length_penalty)))
+    assert len(beams) == 6 and len({(r["text"], r["finished"]) for r in beams}) == 6
+    # Ended with EOS after 0 or 1 characters, or cut after 4: with a penalty > 0, not the log-probability order.
+    assert len({_scored_length(r) for r in beams}) > 1
+    # The ranking score of beam search: the log-probability (no sampling option here, so no processing) over
+    # the scored length ** length_penalty; the running scores are float32, hence the tolerance.
+    scores = [r["log_prob"] / _scored_length(r) ** length_penalty for r in beams]
+    assert all(a >= b - 1e-5 for a, b in zip(scores, scores[1:], strict=False)), scores
+    for r in beams:
+        assert r["log_prob"] == pytest.approx(_model_log_prob(trained_run, "", r["text"], r["finished"]), abs=1e-4)
+
+
 def test_beam_returns_the_best_first_and_beats_greedy(trained_run):
-    beams = _json_lines(_generate(trained_run, "--json", "--beam", "4", "--num", "4", "--max-len", "25"))
-    greedy = _json_lines(_generate(trained_run, "--json", "--greedy", "--max-len", "25"))
-    scores = [r["log_prob"] for r in beams]
-    assert len(beams) == 4 and scores == sorted(scores, reverse=True)
-    if beams[0]["finished"] and greedy[0]["finished"]:
-        assert beams[0]["log_prob"] >= greedy[0]["log_prob"] - 1e-6
+    # Built so that beam search must be exact: 9 ids of which PAD is never generated, so before the last of
+    # 3 steps there are at most 7 * 8 = 56 candidates, fewer than the beam of 81; every one of them is kept or
+    # ended, and the last step ends the best 81. With --length-penalty 0 the score is the log-probability,
+    # so the 4 returned are the 4 most likely sequences of all, and the first is at least as likely as greedy's.
+    assert len(load(trained_run, device="cpu").vocab) == 9
+    beams = _json_lines(_generate(trained_run, "--json", "--beam", "81", "--num", "4", "--max-len", "3",
+                                  "--length-penalty", "0"))
+    (greedy,) = _json_lines(_generate(trained_run, "--json", "--greedy", "--max-len", "3"))
+    every = _every_sequence(trained_run, 3)
+    assert len(every) == 1 + 7 + 7 * 7 + 7 ** 3  # ended with EOS after 0, 1, 2 characters, or 3 characters
+    assert [(r["text"], r["finished"]) for r in beams] == [(text, finished) for _, text, finished in every[:4]]
+    assert [r["log_prob"] for r in beams] == pytest.approx([lp for lp, _, _ in every[:4]], abs=1e-5)
+    by_text = {(text, finished): lp for lp, text, finished in every}
+    assert greedy["log_prob"] == pytest.approx(by_text[greedy["text"], greedy["finished"]], abs=1e-5)
+    assert beams[0]["log_prob"] >= greedy["log_prob"] - 1e-6
 
 
 def test_fixed_length_generates_exactly_max_len(trained_run):
