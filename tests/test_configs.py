@@ -6,7 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+import yaml
 
+from rnnkit import config
 from rnnkit.config import load_config
 from rnnkit.presets import PRESET_DIR
 from rnnkit.tasks import TASKS
@@ -27,16 +30,38 @@ def test_the_package_presets_are_the_checkout_configs_folder():
     assert {p.name for p in CONFIGS} == {p.name for p in (ROOT / "configs").glob("*.yaml")}
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_config_loads_and_validates(path):
-    cfg = load_config(path)
-    assert cfg.task in TASKS
-    assert cfg.run.name
-    if cfg.task == "lm":
-        from rnnkit.models import CharLM
+def test_the_tasks_a_config_accepts_are_the_registered_tasks():
+    assert set(config.TASKS) == set(TASKS)
 
-        model = CharLM.from_config(cfg.model, 100)
-        assert sum(p.numel() for p in model.parameters()) > 0
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_loads_with_every_value_of_its_file(path):
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    cfg = load_config(path)
+    loaded = cfg.to_dict()
+    for section, values in raw.items():
+        if not isinstance(values, dict):
+            assert loaded[section] == values, section
+            continue
+        for key, value in values.items():
+            assert loaded[section][key] == value, f"{section}.{key}"
+    assert cfg.run.name == raw.get("run", {}).get("name", path.stem)
+
+
+LM_CONFIGS = [p for p in CONFIGS if yaml.safe_load(p.read_text(encoding="utf-8")).get("task", "lm") == "lm"]
+
+
+@pytest.mark.parametrize("path", LM_CONFIGS, ids=lambda p: p.name)
+def test_language_model_configs_build_the_model_they_describe(path):
+    from rnnkit.models import CharLM
+
+    m = load_config(path).model
+    model = CharLM.from_config(m, 100)
+    # Counted by hand: an embedding table, torch's own recurrent layer of the same sizes, a linear decoder.
+    recurrent = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[m.cell](
+        m.embedding_dim, m.hidden_size, m.num_layers, bias=m.bias)
+    expected = 100 * m.embedding_dim + sum(p.numel() for p in recurrent.parameters()) + (m.hidden_size + 1) * 100
+    assert sum(p.numel() for p in model.parameters()) == expected
 
 
 def test_trump_configs_differ_only_in_the_cell():
