@@ -12,7 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from rnnkit.config import config_from_dict
-from rnnkit.errors import CheckpointError, TrainingError
+from rnnkit.errors import CheckpointError, TrainingError, UsageError
 from rnnkit.runs.checkpoint import load_checkpoint
 from rnnkit.tasks import LanguageModelTask
 from rnnkit.training import Schedule, train
@@ -135,7 +135,7 @@ def test_existing_run_needs_resume_and_resume_needs_a_run(tmp_path):
         run(cfg, tmp_path, "fresh", resume=True)
     changed = tiny_cfg(tmp_path, max_steps=2)
     changed.model.hidden_size = 12
-    with pytest.raises(CheckpointError, match="model.hidden_size: 8 -> 12"):
+    with pytest.raises(UsageError, match="model.hidden_size: 8 -> 12"):  # exit 2: a usage mistake
         run(changed, tmp_path, "twice", resume=True)
     longer = tiny_cfg(tmp_path, max_steps=3)  # train settings may change on resume
     assert run(longer, tmp_path, "twice", resume=True).steps == 3

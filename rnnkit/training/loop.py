@@ -4,6 +4,10 @@ Exact resume: a checkpoint holds the model, optimizer and schedule, the step, th
 batches were consumed (the batch order is a pure function of (seed, epoch)), and every RNG state, all taken
 at a step boundary. Evaluation and the TensorBoard samples draw from no global RNG, so a run interrupted
 and resumed follows exactly the path of an uninterrupted one.
+
+Stateful tasks (rnnkit.tasks.base.CarriesState: a stream LM, truncated BPTT) get each batch's initial
+recurrent state and return its final one, which the loop detaches and passes to the next batch; every epoch
+starts from zeros. `last` saves the carried state of every process's rows, so resume continues exactly.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from rnnkit.runs.checkpoint import has_checkpoint, load_checkpoint, load_model_s
 from rnnkit.runs.folder import check_resumable, run_config, write_run_config, write_status
 from rnnkit.runs.lock import RunLock
 from rnnkit.tasks import get_task
+from rnnkit.tasks.base import CarriesState
+from rnnkit.training import carried
 from rnnkit.training.distributed import (
     DistEnv,
     all_reduce_,
@@ -97,7 +103,10 @@ class Trainer:
         self.bad_evals = 0
         self.saved_step: int | None = None
         self.interrupted, self.signal = False, None  # set by on_signal
+        self.carry = False  # the task carries the recurrent state across batches (set in setup)
+        self.state = None  # the state carried into the next training batch (None = zeros)
         self.lock: RunLock | None = None
+        self.started = False  # set once setup has created or restored the run: from then on status.json tells
         self.data_root = data_root
 
     # ---------------------------------------------------------------- setup
@@ -124,6 +133,7 @@ class Trainer:
         self.check_folder()
         self.task = get_task(self.cfg.task)(self.cfg, self.data_root)
         self.result.unit = self.task.unit
+        self.carry = isinstance(self.task, CarriesState) and self.task.carries_state
         if self.env.is_main:  # rank 0 prepares the data once; the others then load the cached folder
             self.task.setup()
         barrier(self.env)
@@ -154,6 +164,7 @@ class Trainer:
         self.loader = self.task.batches("train", self.batch_size, seed=self.t.seed, shuffle=True,
                                         num_replicas=self.env.world, rank=self.env.rank)
         self.schedule.apply(self.optimizer, self.step)
+        self.started = True
 
     def pick_batch_size(self) -> int:
         """train.batch_size, or fewer when the train split has fewer sequences (said, not silent)."""
@@ -218,6 +229,8 @@ class Trainer:
         self.result.best_step, self.result.best_metrics = s.get("best_step"), s.get("best_metrics")
         self.result.last_metrics = s.get("metrics")
         self.saved_step = self.step
+        if self.carry:
+            self.state = carried.from_checkpoint(ckpt.carried, self.env, self.device)
         ckpt.restore_rng()
         if self.env.is_main:
             self.write_config()  # train settings may have changed (e.g. a longer train.max_steps)
@@ -234,10 +247,13 @@ class Trainer:
                 "metrics": self.result.last_metrics, "world_size": self.env.world}
 
     def save(self, which: str) -> None:
+        # Every process takes part in gathering the carried state; only rank 0 writes.
+        state = carried.checkpoint_tensors(self.state, self.env) if self.carry and which == "last" else None
         if self.env.is_main:
             save_checkpoint(self.run_dir, which, model=self.model, state=self.checkpoint_state(),
                             optimizer=self.optimizer, scheduler_state=self.schedule.state_dict(),
-                            scaler_state=self.scaler.state_dict() if self.scaler else None, task=self.cfg.task)
+                            scaler_state=self.scaler.state_dict() if self.scaler else None, task=self.cfg.task,
+                            carried=state)
         if which == "last":
             self.saved_step = self.step
 
@@ -281,7 +297,11 @@ class Trainer:
         if record and isinstance(self.model, RecordsGates) and self.teacher_forcing.always:
             self.model.record_gates(True)
         with self.autocast():
-            loss_sum, count, steps_read = self.task.loss(self.net, batch, self.device, **self.loss_options())
+            if self.carry:
+                loss_sum, count, steps_read, state = self.task.loss_carried(self.net, batch, self.device, self.state)
+                self.state = carried.detach(state)
+            else:
+                loss_sum, count, steps_read = self.task.loss(self.net, batch, self.device, **self.loss_options())
         totals = all_reduce_(torch.stack([loss_sum.detach().double(), count.double()]), self.env)
         global_sum, global_count = totals.tolist()
         loss = global_sum / max(global_count, 1.0)
@@ -335,7 +355,7 @@ class Trainer:
 
     def set_status(self, status: str, **details) -> None:
         """status.json for `rnnkit runs`, once this session owns a started run folder (rank 0 only)."""
-        if self.env.is_main and self.lock is not None and (self.run_dir / "config.yaml").is_file():
+        if self.env.is_main and self.started:  # a session refused in setup leaves the folder as it was
             write_status(self.run_dir, status, **details)
 
     def on_signal(self, signum, frame) -> None:
@@ -385,6 +405,8 @@ class Trainer:
         stop = self.step >= self.t.max_steps
         while not stop:
             self.loader.set_epoch(self.epoch, self.batch_in_epoch)
+            if self.batch_in_epoch == 0:
+                self.state = None  # an epoch's rows start from a zero state (a resumed one from the saved state)
             consumed = 0
             for batch in self.loader:
                 consumed += 1
