@@ -1,9 +1,10 @@
-"""Datasets and batching for language models: padded sentences, fixed windows, length bucketing.
+"""Datasets and batching for language models: padded sentences, fixed windows, length bucketing, and the
+rows of a character stream for truncated backpropagation through time (`StreamBatches`).
 
 Time-major throughout: a batch is `(T, B)`. In sentence mode every sentence ends with EOS and EOS is also
 its start symbol: inputs = EOS followed by the sentence, targets = the sentence followed by EOS.
 Generation must use the same convention: the first input for an empty prompt is EOS
-(see `rnnkit.generation.generate`).
+(see `rnnkit.generation.generate`). A stream has no EOS: its batches continue one another.
 """
 
 from __future__ import annotations
@@ -178,15 +179,120 @@ def window_batch(windows: Sequence[torch.Tensor]) -> TokenBatch:
     return TokenBatch(stacked[:-1], stacked[1:], torch.full((stacked.shape[1],), width, dtype=torch.long))
 
 
+class StreamBatches:
+    """Truncated-BPTT batches of one split of a stream (data.mode: stream), as in char-rnn and PyTorch's
+    word_language_model: `rows` parallel rows, batch k holding window k (`window` characters) of every row.
+
+    Consecutive batches continue one another: the caller passes the final recurrent state of batch k, detached,
+    as the initial state of batch k + 1 (rnnkit.tasks.base.CarriesState), and starts each epoch from zeros.
+
+    Training (shuffle=True): the split, from an offset in [0, window) drawn from (seed, epoch), is cut into
+    `rows` rows of equal length (the remainder is left out); window k of a row reads its characters
+    kW..kW+W-1 and is scored on kW+1..kW+W (the last window may be shorter). The offset moves the window
+    boundaries, and so the points where backpropagation is cut, from one epoch to the next.
+
+    Evaluation (shuffle=False): every character but the split's first is a target exactly once. The targets
+    are cut into `rows` contiguous rows; a row first reads the `window` characters before its first target,
+    unscored (targets PAD), so that only the split's start is predicted from a cold state, as in one pass over
+    the whole split. Rows that end early are padded with PAD (never scored).
+
+    Distributed: rank r of n gets the rows r*rows/n .. (r+1)*rows/n - 1 (each process its own rows; `rows`,
+    the global batch, is a multiple of n), and every rank takes the same number of batches.
+    Items are TokenBatch: inputs (T, B) long, targets (T, B) long (PAD where not scored), lengths (B,) long
+    (characters read per row).
+    """
+
+    def __init__(self, stream: torch.Tensor, window: int, rows: int, seed: int = 0, shuffle: bool = True,
+                 num_replicas: int = 1, rank: int = 0):
+        if rows < 1 or rows % num_replicas:
+            raise UsageError(f"train.batch_size: {rows} rows is not a positive multiple of the {num_replicas} "
+                             f"processes")
+        self.tokens = stream.numpy()  # (N,) compact integers, memory-mapped: windows are copied out one by one
+        self.window, self.rows, self.seed, self.shuffle = window, rows, seed, shuffle
+        per_rank = rows // num_replicas
+        self.mine = range(rank * per_rank, (rank + 1) * per_rank)
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        """Choose the epoch (its offset), and how many of its first batches to skip (resume)."""
+        self.epoch, self.skip = epoch, skip_batches
+
+    def offset(self) -> int:
+        """Where the rows start this epoch (training), a pure function of (seed, epoch)."""
+        return int(np.random.default_rng([self.seed, self.epoch]).integers(self.window)) if self.shuffle else 0
+
+    def _train_layout(self) -> tuple[int, int]:
+        """(offset, row length) of this epoch's training rows."""
+        offset = self.offset()
+        return offset, (len(self.tokens) - offset) // self.rows
+
+    def _eval_rows(self) -> list[tuple[int, int, int]]:
+        """(first character read, first target, end) of each of this rank's evaluation rows."""
+        bounds = np.linspace(1, max(len(self.tokens), 1), self.rows + 1).astype(np.int64)
+        return [(max(0, int(bounds[r]) - 1 - self.window) if r else 0, int(bounds[r]), int(bounds[r + 1]))
+                for r in self.mine]
+
+    def _num_batches(self) -> int:
+        if self.shuffle:
+            _, row_len = self._train_layout()
+            return max(0, -(-(row_len - 1) // self.window))
+        longest = max((end - 1 - read for read, _, end in self._eval_rows()), default=0)
+        return max(0, -(-longest // self.window))
+
+    def __len__(self) -> int:
+        return max(0, self._num_batches() - self.skip)
+
+    def __iter__(self) -> Iterator[TokenBatch]:
+        for k in range(self.skip, self._num_batches()):
+            yield self._train_batch(k) if self.shuffle else self._eval_batch(k)
+
+    def _train_batch(self, k: int) -> TokenBatch:
+        offset, row_len = self._train_layout()
+        block = self.tokens[offset:offset + self.rows * row_len].reshape(self.rows, row_len)  # (rows, L) view
+        lo = k * self.window
+        hi = min(lo + self.window, row_len - 1)
+        chunk = torch.from_numpy(np.ascontiguousarray(block[self.mine.start:self.mine.stop, lo:hi + 1].T))
+        chunk = chunk.long()  # (T + 1, B)
+        return TokenBatch(chunk[:-1], chunk[1:], torch.full((chunk.shape[1],), hi - lo, dtype=torch.long))
+
+    def _eval_batch(self, k: int) -> TokenBatch:
+        rows = self._eval_rows()
+        spans = []
+        for read, first, end in rows:
+            lo = read + k * self.window
+            spans.append((lo, max(lo, min(lo + self.window, end - 1)), first))
+        width = max(hi - lo for lo, hi, _ in spans)
+        inputs = torch.full((width, len(rows)), PAD, dtype=torch.long)  # (T, B)
+        targets = torch.full((width, len(rows)), PAD, dtype=torch.long)
+        for b, (lo, hi, first) in enumerate(spans):
+            if hi > lo:
+                piece = torch.from_numpy(self.tokens[lo:hi + 1].astype(np.int64))
+                inputs[:hi - lo, b] = piece[:-1]
+                scored = max(first - 1, lo) - lo  # targets before the row's first are its unscored warm-up
+                targets[scored:hi - lo, b] = piece[1 + scored:]
+        lengths = torch.tensor([hi - lo for lo, hi, _ in spans], dtype=torch.long)
+        return TokenBatch(inputs, targets, lengths)
+
+
+def stream_rows(num_characters: int, window: int) -> int:
+    """How many training rows a stream of this many characters holds (each at least one window + 1 long)."""
+    return num_characters // (window + 1)
+
+
 def lm_batches(corpus, split: str, data_cfg, batch_size: int, seed: int, shuffle: bool,
-               num_replicas: int = 1, rank: int = 0) -> LMBatches:
+               num_replicas: int = 1, rank: int = 0) -> LMBatches | StreamBatches:
     """Batches of split `split` of a PreparedCorpus for next-character prediction (see LMBatches).
 
     data_cfg.mode "sentences": padded sentences, bucketed by length. "windows": data_cfg.window characters
-    per sequence over the split's stream (sentences joined by EOS). An empty train split is an error; an
-    empty val/test split gives zero batches.
+    per sequence over the split's stream (sentences joined by EOS). "stream": StreamBatches of batch_size
+    rows. An empty train split is an error; an empty val/test split gives zero batches.
     """
     view = corpus.split(split)
+    if data_cfg.mode == "stream":
+        if split == "train" and stream_rows(len(view), data_cfg.window) < 1:
+            raise DataError(f"{corpus.folder}: the train split has {len(view):,} characters, fewer than one window "
+                            f"of data.window + 1 = {data_cfg.window + 1}; use a larger corpus or a smaller data.window")
+        return StreamBatches(view.stream(), data_cfg.window, batch_size, seed, shuffle, num_replicas, rank)
     if data_cfg.mode == "sentences":
         dataset = SentenceDataset(view)
         lengths = dataset.lengths()

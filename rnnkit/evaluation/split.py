@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from rnnkit.errors import UsageError
-from rnnkit.tasks.base import Reports
+from rnnkit.tasks.base import CarriesState, Reports
 
 SPLITS = ("train", "val", "test")
 
@@ -16,17 +16,24 @@ def split_sums(task, model: nn.Module, split: str, batch_size: int, device: torc
                num_replicas: int = 1, rank: int = 0) -> dict[str, float]:
     """The task's summed evaluation counts over (the first `max_batches` batches of) one split.
 
-    Under several processes each rank sums its shard; the caller all-reduces the result.
+    Under several processes each rank sums its shard; the caller all-reduces the result. A task that carries
+    the recurrent state (CarriesState) reads its batches in order with the state carried from one to the next.
     """
     was_training = model.training
     model.eval()
     totals: dict[str, float] = {"loss_sum": 0.0, "count": 0.0}
+    carry = isinstance(task, CarriesState) and task.carries_state
+    state = None
     try:
         batches = task.batches(split, batch_size, seed=0, shuffle=False, num_replicas=num_replicas, rank=rank)
         for index, batch in enumerate(batches):
             if max_batches and index >= max_batches:
                 break
-            for key, value in task.eval_sums(model, batch, device).items():
+            if carry:
+                sums, state = task.eval_sums_carried(model, batch, device, state)
+            else:
+                sums = task.eval_sums(model, batch, device)
+            for key, value in sums.items():
                 totals[key] = totals.get(key, 0.0) + value
     finally:
         model.train(was_training)

@@ -3,6 +3,8 @@
     model.safetensors      the model's state_dict (metadata: format, task, step)
     optimizer.safetensors  optimizer, scheduler and gradient-scaler state: tensors here, structure as JSON metadata
     rng.safetensors        torch CPU/CUDA generator states, numpy and python key arrays
+    carried.safetensors    the recurrent state carried to the next batch (data.mode: stream), every row; absent
+                           when no state is carried
     state.json             format_version, step, epoch, batch_in_epoch, best/last metrics, RNG metadata
 
 Nothing is pickled. A checkpoint folder is written with `rnnkit.io.atomic_folder`: filled in a temporary
@@ -28,6 +30,7 @@ from rnnkit.runs.rng import rng_state, set_rng_state
 
 FORMAT_VERSION = 1
 WHICH = ("last", "best")
+CARRIED_FILE = "carried.safetensors"
 MODEL_FILE, OPTIM_FILE, RNG_FILE, STATE_FILE = "model.safetensors", "optimizer.safetensors", "rng.safetensors", \
     "state.json"
 READ_ATTEMPTS = 20  # reads of a checkpoint that a concurrent save keeps replacing
@@ -44,6 +47,7 @@ class Checkpoint:
     scheduler: dict | None = None
     scaler: dict | None = None  # the fp16 gradient scaler's state_dict (None when there was none)
     rng_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    carried: dict[str, torch.Tensor] = field(default_factory=dict)  # carried.safetensors (stream training)
     model_step: int | None = None  # the step in model.safetensors' metadata (matches state.json's)
 
     @property
@@ -66,10 +70,12 @@ class Checkpoint:
 
 def save_checkpoint(run_dir: str | Path, which: str, *, model: torch.nn.Module, state: dict,
                     optimizer: torch.optim.Optimizer | None = None, scheduler_state: dict | None = None,
-                    scaler_state: dict | None = None, task: str = "lm") -> Path:
+                    scaler_state: dict | None = None, task: str = "lm",
+                    carried: dict[str, torch.Tensor] | None = None) -> Path:
     """Write checkpoint `which` (last or best) of `run_dir` atomically (see the module docstring).
 
-    `state` holds step, epoch and metrics (JSON-able); RNG states are captured here.
+    `state` holds step, epoch and metrics (JSON-able); RNG states are captured here. `carried`: the recurrent
+    state the next batch starts from (rnnkit.training.carried), when training carries one.
     """
     if which not in WHICH:
         raise ValueError(f"which must be one of {WHICH}, not {which!r}")
@@ -86,6 +92,8 @@ def save_checkpoint(run_dir: str | Path, which: str, *, model: torch.nn.Module, 
                                                          "scheduler": json.dumps(scheduler_state)})
         rng_tensors, rng_meta = rng_state()
         save_safetensors(tmp / RNG_FILE, rng_tensors, {"format_version": version})
+        if carried:
+            save_safetensors(tmp / CARRIED_FILE, carried, {"format_version": version, "step": step})
         atomic_write_json(tmp / STATE_FILE, {"format_version": FORMAT_VERSION, "format": FORMAT_NAME, "task": task,
                                              **state, "rng": rng_meta,
                                              "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
@@ -183,6 +191,8 @@ def _read_checkpoint(folder: Path, with_optimizer: bool) -> Checkpoint:
         except (KeyError, ValueError, TypeError) as err:
             raise CheckpointError(f"{folder / OPTIM_FILE}: damaged optimizer structure ({short(err)})") from None
         ckpt.rng_tensors, _ = load_safetensors(folder / RNG_FILE)
+        if (folder / CARRIED_FILE).is_file():
+            ckpt.carried, _ = load_safetensors(folder / CARRIED_FILE)
     return ckpt
 
 

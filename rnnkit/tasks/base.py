@@ -83,3 +83,26 @@ class FreeRunning(Protocol):
 
     def free_running_sums(self, model: nn.Module, batch: Any, device: torch.device, feed: str,
                           generator: torch.Generator | None = None) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class CarriesState(Protocol):
+    """A task whose consecutive batches of a split continue one another (truncated backpropagation through time
+    over a character stream, data.mode: stream), so the recurrent state is carried from batch to batch.
+
+    Where `carries_state` is true the trainer calls `loss_carried` instead of `loss`, passing each batch's
+    initial state (None = zeros, at the start of every epoch) and keeping the final state it returns, detached,
+    for the next batch; it saves that state with the `last` checkpoint so that a resumed run continues exactly.
+    Evaluation (`rnnkit.evaluation.split.split_sums`) carries the state over its batches the same way.
+    """
+
+    @property
+    def carries_state(self) -> bool: ...
+
+    def loss_carried(self, model: nn.Module, batch: Any, device: torch.device,
+                     state: Any) -> tuple[Tensor, Tensor, int, Any]:
+        """(summed loss, item count, input time steps read, final state) of one batch read from `state`."""
+
+    def eval_sums_carried(self, model: nn.Module, batch: Any, device: torch.device,
+                          state: Any) -> tuple[dict[str, float], Any]:
+        """(summed evaluation counts, final state) of one batch read from `state`."""

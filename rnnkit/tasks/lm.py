@@ -1,5 +1,7 @@
 """Character language modelling (`task: lm`): maximum likelihood on padded sentences, teacher forced or with
-scheduled sampling (the model reads its own previous prediction with probability 1 - train.teacher_forcing)."""
+scheduled sampling (the model reads its own previous prediction with probability 1 - train.teacher_forcing);
+in data.mode: stream, on the rows of one character stream with the state carried across batches (truncated
+backpropagation through time, see `rnnkit.data.datasets.StreamBatches` and `CarriesState`)."""
 
 from __future__ import annotations
 
@@ -8,13 +10,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from rnnkit.errors import CheckpointError, DataError
+from rnnkit.errors import CheckpointError, DataError, UsageError
 
 VOCAB_FILE = "vocab.json"
 
 
 class LanguageModelTask:
-    """Next-character prediction: inputs = EOS + sentence, targets = sentence + EOS, padding masked out."""
+    """Next-character prediction: inputs = EOS + sentence, targets = sentence + EOS, padding masked out; in
+    stream mode, windows of a stream whose state carries over (`carries_state`, the CarriesState protocol)."""
 
     name = "lm"
     unit = "char"  # what the trainer counts per second: characters read
@@ -60,9 +63,18 @@ class LanguageModelTask:
             raise CheckpointError(f"{run_dir}: the prepared corpus has another vocabulary than the run's vocab.json "
                                   f"({saved.difference(self.vocab, 'in the run', 'in the data')}); use the same data")
 
-    def num_sequences(self, split: str) -> int:
-        from rnnkit.data import lm_batches
+    @property
+    def carries_state(self) -> bool:
+        """True in data.mode: stream: each batch continues the previous one (see CarriesState)."""
+        return self.cfg.data.mode == "stream"
 
+    def num_sequences(self, split: str) -> int:
+        """Sentences or windows; in stream mode, how many rows of at least one window the split holds."""
+        from rnnkit.data import lm_batches
+        from rnnkit.data.datasets import stream_rows
+
+        if self.carries_state:
+            return stream_rows(len(self.corpus.split(split)), self.cfg.data.window)
         return len(lm_batches(self.corpus, split, self.cfg.data, 1, 0, False).dataset)
 
     def batches(self, split: str, batch_size: int, seed: int, shuffle: bool, num_replicas: int = 1, rank: int = 0):
@@ -99,6 +111,25 @@ class LanguageModelTask:
         count = lengths.sum()
         return loss_sum, count, int(count)
 
+    def loss_carried(self, model: nn.Module, batch, device: torch.device, state) -> tuple[Tensor, Tensor, int, object]:
+        """Stream mode: (summed nats over the scored characters, their count, characters read, final state) of
+        one window read from `state` (None = zeros). Targets PAD are not scored (an evaluation row's warm-up,
+        the padding after a row's end)."""
+        from rnnkit.data.vocab import PAD
+        from rnnkit.models import masked_cross_entropy
+
+        inputs, targets = batch.inputs.to(device, non_blocking=True), batch.targets.to(device, non_blocking=True)
+        logits, state = model(inputs, state)  # (T, B, V): every step is read, the state runs on
+        mask = targets != PAD  # (T, B)
+        loss_sum = masked_cross_entropy(logits.float(), targets, mask=mask, reduction="sum")
+        return loss_sum, mask.sum(), int(batch.lengths.sum()), state
+
+    @torch.no_grad()
+    def eval_sums_carried(self, model: nn.Module, batch, device: torch.device, state) -> tuple[dict, object]:
+        """Stream mode: summed loss and count of the scored characters of one window, and the final state."""
+        loss_sum, count, _, state = self.loss_carried(model, batch, device, state)
+        return {"loss_sum": float(loss_sum), "count": float(count)}, state
+
     @torch.no_grad()
     def eval_sums(self, model: nn.Module, batch, device: torch.device) -> dict[str, float]:
         """Summed loss and counts of one batch (plus penultimate-symbol hits on Reber strings)."""
@@ -126,6 +157,9 @@ class LanguageModelTask:
         """
         from rnnkit.models import masked_cross_entropy
 
+        if self.carries_state:
+            raise UsageError("--free-running: not available for a stream model (data.mode: stream) yet; its windows "
+                             "continue one another, and free running would restart each from its own guesses")
         inputs, targets, lengths = (t.to(device) for t in batch)
         logits, _ = scheduled_forward(model, inputs, 0.0, feed, generator)
         return {"loss_sum": float(masked_cross_entropy(logits.float(), targets, lengths, reduction="sum")),
@@ -143,14 +177,15 @@ class LanguageModelTask:
 
     def samples(self, model: nn.Module, device: torch.device, n: int = 3, seed: int = 0,
                 temperature: float = 0.8, max_len: int = 200) -> list[str]:
-        """A few sentences sampled from scratch (a private generator: the training RNG is not touched)."""
+        """A few sentences (stream mode: max_len characters) sampled from scratch (a private generator: the
+        training RNG is not touched)."""
         from rnnkit.generation.decoding import DecodeOptions
         from rnnkit.generation.generate import generate
 
         was_training = model.training
         options = DecodeOptions(temperature=temperature, num=n, max_len=max_len)
         try:
-            return [s.text for s in generate(model, self.vocab, [], options, seed, device)]
+            return [s.text for s in generate(model, self.vocab, [], options, seed, device, stream=self.carries_state)]
         finally:
             model.train(was_training)
 

@@ -74,6 +74,15 @@ def all_reduce_dict(values: dict[str, float], env: DistEnv, device: torch.device
     return dict(zip(keys, packed.tolist(), strict=True))
 
 
+def all_gather_rows(tensor: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    """Every process's `tensor` (..., rows, ...) joined on dim 1 in rank order (itself in one process)."""
+    if not env.enabled:
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(env.world)]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts, dim=1)
+
+
 def barrier(env: DistEnv) -> None:
     if env.enabled:
         dist.barrier()
