@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from rnnkit.cli import app
 from rnnkit.config import config_from_dict
 from rnnkit.data.metro import SLOTS, save_metro, synthetic_metro
+from rnnkit.errors import UsageError
 from rnnkit.tasks import ClassifyTask
 
 LANGID = Path(__file__).resolve().parents[1] / "data" / "langid"
@@ -106,18 +107,19 @@ def test_langid_prepare_train_eval(tmp_path, runner):
            f"{replaced!r}" in " ".join(result.stderr.split())
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--class", "fr"], "expected LABEL=PATH"),
-    (["--class", f"fr={LANGID / 'fr.txt'}"], "at least two"),
-    (["--class", "fr=nope.txt", "--class", "en=nope2.txt"], "no such file"),
+@pytest.mark.parametrize("args, code, message", [
+    (["--class", "fr"], 2, "--class 'fr': expected LABEL=PATH, e.g. fr=fr.txt"),
+    (["--class", f"fr={LANGID / 'fr.txt'}"], 2, "1 class given; a classifier needs at least two --class LABEL=PATH"),
+    (["--class", "fr=nope.txt", "--class", "en=nope2.txt"], 1, "nope.txt: no such file"),
 ])
-def test_langid_mistakes_are_one_line(runner, args, message):
+def test_langid_mistakes_are_one_line(runner, args, code, message):
     result = runner.invoke(app, ["prepare", "langid", *args])
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert result.exit_code in (1, 2) and len(lines) == 1 and message in lines[0], result.output
+    assert result.exit_code == code and len(lines) == 1 and message in lines[0], result.output
 
 
 def test_classify_refuses_a_text_corpus(tmp_path):
     cfg = config_from_dict({"task": "classify", "data": {"source": "reber"}})
-    with pytest.raises(Exception, match="metro, metro-synthetic or langid"):
+    with pytest.raises(UsageError, match="^task: classify reads data.source metro, metro-synthetic or langid, "
+                                         "not 'reber'$"):
         ClassifyTask(cfg, tmp_path).setup()
