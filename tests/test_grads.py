@@ -1,5 +1,6 @@
 """Gradient diagnostics: the dL/dh_t profile and its verdicts, clipping, gates, spectra, outputs, CLI."""
 
+import builtins
 import importlib.util
 import json
 import math
@@ -239,7 +240,6 @@ def test_terminal_rendering_has_sparkline_and_verdict():
 
 @pytest.fixture
 def reber_configs(tmp_path, monkeypatch):
-    pytest.importorskip("rnnkit.data", reason="rnnkit.data (prepare, lm_batches) not available yet")
     monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "data"))
     monkeypatch.chdir(tmp_path)
     paths = []
@@ -252,12 +252,10 @@ def reber_configs(tmp_path, monkeypatch):
     return paths
 
 
-def test_cli_json_plot_and_tensorboard_on_configs(reber_configs, tmp_path):
+def test_cli_json_and_tensorboard_on_configs(reber_configs, tmp_path):
     from rnnkit.cli import app
 
     args = ["inspect-grads", *reber_configs, "--length", "40", "--batches", "1", "--json", "--tensorboard"]
-    if importlib.util.find_spec("matplotlib") is not None:
-        args += ["--plot", str(tmp_path / "cmp.png")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.stdout.splitlines()]
@@ -265,8 +263,33 @@ def test_cli_json_plot_and_tensorboard_on_configs(reber_configs, tmp_path):
     rnn, lstm = (r["ratios"]["layer0"] for r in records)
     assert rnn > lstm
     assert (tmp_path / "runs" / "inspect-grads" / "rnn").is_dir()
-    if "--plot" in args:
-        assert (tmp_path / "cmp.png").is_file()
+
+
+def test_cli_plot_writes_a_png(reber_configs, tmp_path):
+    pytest.importorskip("matplotlib", reason="--plot needs the 'plot' extra")
+    from rnnkit.cli import app
+
+    result = CliRunner().invoke(app, ["inspect-grads", *reber_configs, "--length", "20", "--batches", "1",
+                                      "--plot", str(tmp_path / "cmp.png")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "cmp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_plot_without_matplotlib_says_how_to_install_it(reber_configs, tmp_path, monkeypatch):
+    from rnnkit.cli import app
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    result = CliRunner().invoke(app, ["inspect-grads", reber_configs[0], "--length", "20", "--batches", "1",
+                                      "--plot", str(tmp_path / "cmp.png")])
+    assert result.exit_code == 2 and "--plot needs matplotlib: pip install 'rnnkit[plot]'" in result.output
+    assert not (tmp_path / "cmp.png").exists()
 
 
 def test_cli_table_and_one_line_errors(reber_configs, tmp_path):
