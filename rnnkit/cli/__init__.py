@@ -2,6 +2,7 @@
 
 from rnnkit.cli import configs as _configs  # noqa: F401  (each import registers its verb on `app`)
 from rnnkit.cli import eval as _eval  # noqa: F401
+from rnnkit.cli import export as _export  # noqa: F401
 from rnnkit.cli import generate as _generate  # noqa: F401
 from rnnkit.cli import inspect_grads as _inspect_grads  # noqa: F401
 from rnnkit.cli import prepare as _prepare  # noqa: F401
