@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import builtins
 import json
+import math
 
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
 from rnnkit.cli import app
+from rnnkit.data.vocab import EOS
 from rnnkit.errors import RnnkitError
-from rnnkit.evaluation.generated import DECODERS
+from rnnkit.evaluation.generated import DECODERS, reference_sentences
 from rnnkit.evaluation.text import distinct_n, reference_scores, self_bleu, text_metrics
 from rnnkit.generation.options import describe
+from rnnkit.runs.loaded import load
 
 
 def test_distinct_n_counts_word_ngrams_over_all_samples():
@@ -99,13 +103,20 @@ def test_eval_generate_reports_text_metrics_with_the_runs_decoding(tiny_run):
     result = runner.invoke(app, ["eval", str(run), "--generate", "6", "--references", "20", "--json"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
-    assert record["bpc"] > 0
+    # eval measures the checkpoint's validation bpc again: the figure training recorded for those weights
+    assert record["bpc"] == pytest.approx(load(run, device="cpu").metrics["bpc"], rel=1e-6)
     (row,) = record["generation"]
     assert row["decoding"] == "sampling, T=0.8" and row["samples"] == 6
     assert 0 < row["references"] <= 20  # the test split of this tiny corpus has fewer sentences
-    for key in ("distinct_1", "distinct_2", "distinct_3", "distinct_4", "self_bleu", "eos_rate", "mean_length",
-                "bleu", "chrf"):
-        assert row[key] is not None and row[key] >= 0, key
+    # The same 6 samples as `rnnkit generate` decodes with the run's settings, scored here against the first
+    # 20 test sentences: every figure of the row is the metric of those samples.
+    generated = runner.invoke(app, ["generate", str(run), "--num", "6", "--json"])
+    assert generated.exit_code == 0, generated.output
+    samples = [json.loads(line) for line in generated.stdout.splitlines()]
+    references = reference_sentences(load(run, device="cpu", data_root=run.parent.parent / "data").data(), 20)
+    expected = text_metrics([s["text"] for s in samples], [s["finished"] for s in samples], references)
+    assert expected["self_bleu"] is not None and expected["bleu"] is not None  # defined: 6 samples, references
+    assert {key: row[key] for key in expected} == pytest.approx(expected)
 
 
 def test_eval_compare_decoding_and_free_running_in_tables(tiny_run):
@@ -128,4 +139,23 @@ def test_eval_compare_decoding_and_free_running_in_tables(tiny_run):
     assert rows["greedy"]["bleu"] is None  # --references 0
     free = record["free_running"]
     assert set(free) == {"free_running_greedy", "free_running_sample"}
-    assert all(m["loss"] > 0 for m in free.values())
+    assert free["free_running_greedy"]["loss"] == pytest.approx(_greedy_free_running_loss(run), rel=1e-5)
+    assert free["free_running_sample"]["bpc"] == pytest.approx(free["free_running_sample"]["loss"] / math.log(2))
+
+
+def _greedy_free_running_loss(run) -> float:
+    """Nats per character of the validation sentences when the model, after EOS, reads only its own most likely
+    character (PAD never) and is scored on the true one, EOS included: one sentence at a time, by hand."""
+    loaded = load(run, device="cpu", data_root=run.parent.parent / "data")
+    sentences = loaded.data().corpus.split("val")
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(len(sentences)):
+            targets = [int(t) for t in sentences[i]] + [EOS]
+            token, state = torch.tensor([EOS]), None
+            for target in targets:
+                log_probs, state = loaded.model.step(token, state)  # (1, V), PAD at -inf
+                total -= float(log_probs[0, target])
+                token = log_probs.argmax(-1)
+            count += len(targets)
+    return total / count
