@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from rnnkit.evaluation.metrics import (
     accuracy,
     add_sums,
+    bits_per_char,
     confusion_matrix,
     horizon_errors,
     masked_error_sums,
     per_class_accuracy,
+    perplexity,
 )
+
+
+def test_bits_per_char_and_perplexity_from_nats():
+    assert math.isclose(bits_per_char(math.log(2)), 1.0) and math.isclose(bits_per_char(3 * math.log(2)), 3.0)
+    assert math.isclose(perplexity(math.log(27)), 27.0)  # uniform over 27 symbols
+    assert perplexity(0.0) == 1.0
+    assert perplexity(1e4) == math.inf  # math.exp would overflow
 
 
 def test_masked_errors_equal_a_hand_computation():
@@ -31,6 +41,15 @@ def test_masked_errors_equal_a_hand_computation():
     assert rows[1]["minutes"] == 30 and math.isclose(rows[1]["mae"], 6 / 4)
     assert math.isclose(rows[1]["rmse"], math.sqrt((0 + 4 + 1 + 9) / 4))
     assert math.isclose(rows[1]["mape"], 100 * (0 + 2 / 2 + 1 / 1 + 3 / 10) / 4)
+
+
+def test_a_horizon_whose_targets_are_all_zero_has_undefined_errors():
+    target = torch.tensor([[[3.0, 1.0], [0.0, 0.0]]])  # 1 window, 2 horizons, 2 values
+    pred = torch.tensor([[[1.0, 2.0], [5.0, 5.0]]])
+    first, second = horizon_errors(masked_error_sums(pred, target), minutes_per_step=10)
+    assert (first["minutes"], first["mae"], first["rmse"]) == (10, 1.5, math.sqrt(2.5))
+    assert first["mape"] == pytest.approx(100 * (2 / 3 + 1 / 1) / 2)
+    assert second["minutes"] == 20 and all(math.isnan(second[k]) for k in ("mae", "rmse", "mape"))
 
 
 def test_sums_over_batches_equal_the_whole_set_at_once():
