@@ -9,6 +9,7 @@ import yaml
 from typer.testing import CliRunner
 
 from rnnkit.cli import app
+from rnnkit.runs.loaded import load
 
 TINY = {
     "task": "lm",
@@ -42,7 +43,10 @@ def test_train_then_eval_json_prints_one_object_with_bpc(tmp_path, runner):
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1
     record = json.loads(lines[0])
-    assert isinstance(record["bpc"], float) and record["bpc"] > 0 and record["split"] == "val"
+    # the validation bpc training recorded for the weights evaluated, measured again
+    best = load(tmp_path / "runs" / "one", device="cpu")
+    assert record["split"] == "val" and record["step"] == best.step
+    assert record["bpc"] == pytest.approx(best.metrics["bpc"], rel=1e-6)
     assert record["perplexity"] == pytest.approx(2 ** record["bpc"], rel=1e-9)
 
 

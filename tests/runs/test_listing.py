@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from rnnkit.cli import app
 from rnnkit.runs.listing import describe_runs
+from rnnkit.runs.loaded import load
 from rnnkit.runs.lock import RunLock, holder
 from rnnkit.tasks import LanguageModelTask
 
@@ -64,7 +65,9 @@ def test_runs_lists_finished_interrupted_and_failed_runs_newest_first(tmp_path, 
     assert done["parameters"] == v * e + 3 * h * (e + h) + 2 * 3 * h + h * v + v
     assert (done["task"], done["cell"], done["layers"], done["hidden"], done["step"], done["max_steps"]) == \
         ("lm", "gru", 1, 8, 4, 4)
-    assert done["metric"] == "bpc" and done["best"] > 0 and done["bytes"] > 0
+    best = load(tmp_path / "runs" / "done", which="best", device="cpu")
+    assert done["metric"] == "bpc" and done["best"] == best.metrics["bpc"] and done["best_step"] == best.step
+    assert done["bytes"] == sum(p.stat().st_size for p in (tmp_path / "runs" / "done").rglob("*") if p.is_file())
     table = runner.invoke(app, ["runs"], env={"COLUMNS": "160"})
     assert table.exit_code == 0 and "3 run(s) in runs" in table.stdout and "finished" in table.stdout
 
