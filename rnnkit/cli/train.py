@@ -18,15 +18,18 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run from its 'last' checkpoint, exactly."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, summary or samples (for scripts)."),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Run folder (default: <run.dir>/<run.name>)."),
+    init_from: Path | None = typer.Option(None, "--init-from", metavar="RUN",
+                                          help="Start from the weights of another run (fine-tuning): same task, "
+                                               "model and vocabulary; fresh optimizer, step 0."),
 ) -> None:
     """Train a model from a YAML config; under torchrun, with DistributedDataParallel.
-    Ctrl-C saves the 'last' checkpoint; --resume continues from it."""
+    Ctrl-C saves the 'last' checkpoint; --resume continues from it; --init-from RUN fine-tunes another run."""
     from rnnkit.cli.tables import summary_table
     from rnnkit.config import load_config
     from rnnkit.training import train as run_training
 
     cfg = load_config(config, overrides)
-    result = run_training(cfg, resume=resume, quiet=quiet, run_dir=run_dir)
+    result = run_training(cfg, resume=resume, quiet=quiet, run_dir=run_dir, init_from=init_from)
     if quiet:
         return
     err_console.print(summary_table(result))

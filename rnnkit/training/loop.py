@@ -44,6 +44,7 @@ from rnnkit.training.distributed import (
     init_distributed,
     shutdown,
 )
+from rnnkit.training.init_from import load_init_run, start_from
 from rnnkit.training.monitor import ProgressBar, TensorBoard, console
 from rnnkit.training.optim import Schedule, build_optimizer
 from rnnkit.training.teacher_forcing import TeacherForcingSchedule
@@ -73,8 +74,10 @@ class TrainResult:
 
 
 def train(cfg, *, resume: bool = False, quiet: bool = False, run_dir: str | Path | None = None,
-          data_root: str | Path | None = None, on_step: Callable | None = None) -> TrainResult:
-    """Train `cfg` into `run_dir` (default `<run.dir>/<run.name>`); `--resume` continues from `last`.
+          data_root: str | Path | None = None, on_step: Callable | None = None,
+          init_from: str | Path | None = None) -> TrainResult:
+    """Train `cfg` into `run_dir` (default `<run.dir>/<run.name>`); `--resume` continues from `last`;
+    `init_from` (a run folder) starts a new run from that run's weights (rnnkit.training.init_from).
 
     Under torchrun (WORLD_SIZE > 1) each process trains on its shard of every global batch with
     DistributedDataParallel; only rank 0 writes. `on_step(trainer)` runs after every step (tests, hooks).
@@ -83,7 +86,7 @@ def train(cfg, *, resume: bool = False, quiet: bool = False, run_dir: str | Path
     env = init_distributed(cfg.train.device)
     try:
         trainer = Trainer(cfg, env, resume=resume, quiet=quiet, run_dir=run_dir, data_root=data_root,
-                          on_step=on_step)
+                          on_step=on_step, init_from=init_from)
         return trainer.run()
     finally:
         shutdown(env)
@@ -92,7 +95,8 @@ def train(cfg, *, resume: bool = False, quiet: bool = False, run_dir: str | Path
 class Trainer:
     """One training session; its attributes are the loop's state (see `checkpoint_state`)."""
 
-    def __init__(self, cfg, env: DistEnv, *, resume: bool, quiet: bool, run_dir, data_root, on_step):
+    def __init__(self, cfg, env: DistEnv, *, resume: bool, quiet: bool, run_dir, data_root, on_step,
+                 init_from=None):
         self.cfg, self.env, self.resume, self.quiet, self.on_step = cfg, env, resume, quiet, on_step
         self.t = cfg.train
         self.run_dir = Path(run_dir) if run_dir is not None else Path(cfg.run.dir) / str(cfg.run.name)
@@ -108,6 +112,11 @@ class Trainer:
         self.lock: RunLock | None = None
         self.started = False  # set once setup has created or restored the run: from then on status.json tells
         self.data_root = data_root
+        self.init_from = init_from  # a run folder whose weights a new run starts from (fine-tuning)
+        if init_from is not None and resume:
+            raise UsageError("--init-from starts a new run from another run's weights; --resume continues this "
+                             "run from its own: use one or the other")
+        self.init_source: dict | None = None  # which weights those were, kept in every checkpoint's state
 
     # ---------------------------------------------------------------- setup
 
@@ -131,6 +140,7 @@ class Trainer:
         if self.env.is_main:
             self.lock = RunLock(self.run_dir).acquire()
         self.check_folder()
+        init_run = self.load_init_run()
         self.task = get_task(self.cfg.task)(self.cfg, self.data_root)
         self.result.unit = self.task.unit
         self.carry = isinstance(self.task, CarriesState) and self.task.carries_state
@@ -145,6 +155,8 @@ class Trainer:
         random.seed(self.t.seed)
         np.random.seed(self.t.seed % 2**32)
         self.model = self.task.build_model().to(self.device)
+        if init_run is not None:
+            self.start_from(init_run)
         self.result.parameters = sum(p.numel() for p in self.model.parameters())
         self.optimizer = build_optimizer(self.t, self.model.parameters())
         self.schedule = Schedule(self.t)
@@ -165,6 +177,16 @@ class Trainer:
                                         num_replicas=self.env.world, rank=self.env.rank)
         self.schedule.apply(self.optimizer, self.step)
         self.started = True
+
+    def load_init_run(self):
+        """--init-from: the run to start from, checked against the config before any data is prepared."""
+        return None if self.init_from is None else load_init_run(self.init_from, self.cfg)
+
+    def start_from(self, run) -> None:
+        start_from(run, self.task, self.model)
+        self.init_source = {"run": str(run.path), "which": run.which, "step": run.step}
+        self.note(f"initialised from {run.path} ({run.which} checkpoint, step {run.step}); the optimizer and the "
+                  f"step start afresh")
 
     def pick_batch_size(self) -> int:
         """train.batch_size, or fewer when the train split has fewer sequences (said, not silent)."""
@@ -228,6 +250,7 @@ class Trainer:
         self.best_loss, self.bad_evals = s.get("best_loss"), int(s.get("bad_evals", 0))
         self.result.best_step, self.result.best_metrics = s.get("best_step"), s.get("best_metrics")
         self.result.last_metrics = s.get("metrics")
+        self.init_source = s.get("init_from")
         self.saved_step = self.step
         if self.carry:
             self.state = carried.from_checkpoint(ckpt.carried, self.env, self.device)
@@ -244,7 +267,7 @@ class Trainer:
         return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                 "best_loss": self.best_loss, "best_step": self.result.best_step,
                 "best_metrics": self.result.best_metrics, "bad_evals": self.bad_evals,
-                "metrics": self.result.last_metrics, "world_size": self.env.world}
+                "metrics": self.result.last_metrics, "world_size": self.env.world, "init_from": self.init_source}
 
     def save(self, which: str) -> None:
         # Every process takes part in gathering the carried state; only rank 0 writes.
