@@ -96,3 +96,71 @@ def test_prompt_file_errors(run, tmp_path):
     binary.write_bytes(b"BT\xfe")
     bad = _generate(run, "--prompt-file", binary)
     assert bad.exit_code == 1 and "not UTF-8 text (byte 0xfe at offset 2)" in bad.stderr
+
+
+# --- stream models (data.mode: stream): no EOS, long samples across lines --------------------------------------
+
+CODE = "".join(f"def f{i % 10}(x):\n    if x > {i % 7}:\n        return {i % 10}\n    return x\n\n" for i in range(300))
+STREAM = {
+    "task": "lm",
+    "data": {"source": "text", "path": "code.py", "mode": "stream", "window": 40, "val_fraction": 0.1,
+             "test_fraction": 0.05},
+    "model": {"cell": "lstm", "hidden_size": 24, "embedding_dim": 8},
+    "train": {"batch_size": 8, "max_steps": 120, "eval_every": 120, "checkpoint_every": 120, "device": "cpu",
+              "lr": 0.03},
+}
+
+
+@pytest.fixture(scope="module")
+def stream_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("generate_stream")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RNNKIT_DATA", str(root / "data"))
+    mp.chdir(root)
+    (root / "code.py").write_text(CODE)
+    (root / "stream.yaml").write_text(yaml.safe_dump(STREAM))
+    result = CliRunner().invoke(app, ["train", "stream.yaml", "--quiet"])
+    assert result.exit_code == 0, result.output
+    yield root / "runs" / "stream"
+    mp.undo()
+
+
+def test_a_stream_model_generates_2000_characters_across_lines(stream_run):
+    records = _records(_generate(stream_run, "--json", "--max-len", "2000", "--num", "2", "--temperature", "0.8"))
+    for r in records:
+        assert r["length"] == len(r["text"]) == 2000 and not r["finished"] and r["options"]["fixed_length"]
+        assert r["text"].count("\n") > 50 and "\n    " in r["text"]  # lines and their indentation
+
+
+@pytest.mark.parametrize("mode", [["--greedy"], ["--num", "3"], ["--beam", "3", "--num", "3"],
+                                  ["--beam", "3", "--num", "3", "--nucleus", "0.9"]])
+def test_every_decoder_works_on_a_stream_model(stream_run, mode):
+    records = _records(_generate(stream_run, "--json", "--max-len", "150", "--seed", "1", *mode))
+    assert records and all(r["length"] == 150 and not r["finished"] for r in records)
+    assert all("\n" in r["text"] for r in records)
+
+
+@pytest.mark.parametrize("mode", [["--num", "3"], ["--beam", "3", "--num", "3"]])
+def test_stop_on_a_stream_model_ends_at_a_blank_line(stream_run, mode):
+    records = _records(_generate(stream_run, "--json", "--max-len", "400", "--stop", "\\n\\n", *mode))
+    for r in records:
+        assert r["stop"] == "\n\n" and r["finished"] and r["text"].endswith("\n\n")
+        assert "\n\n" not in r["text"][:-1]
+
+
+def test_an_empty_prompt_starts_a_stream_model_after_a_newline(stream_run, tmp_path):
+    result = _generate(stream_run, "--max-len", "30", "--greedy")
+    assert result.exit_code == 0 and "starting after '\\n'" in result.stderr
+    path = tmp_path / "prompt.py"
+    path.write_text("def f3(x):\n    if x > 3:\n")
+    [record] = _records(_generate(stream_run, "--json", "--prompt-file", path, "--greedy", "--max-len", "9"))
+    assert record["prompt"] == path.read_text() and record["text"].startswith(" " * 8)  # the next line's indent
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--until-eos"], "--until-eos: a stream model has no EOS"),
+    (["--min-len", "5"], "--min-len: 5 holds back EOS, which a stream model never generates"),
+])
+def test_eos_options_are_refused_for_a_stream_model(stream_run, args, message):
+    result = _generate(stream_run, *args)
+    assert result.exit_code == 2 and message in result.stderr

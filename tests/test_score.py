@@ -23,17 +23,28 @@ TINY = {
               "lr": 0.02},
 }
 TEXT = "BTSSXXTVVEPE\nBPVVETE\nBTXSE\n"  # Reber strings, one per line
+CODE = "".join(f"def f{i % 10}(x):\n    if x > {i % 7}:\n        return {i % 10}\n    return x\n\n" for i in range(300))
+STREAM = {
+    "task": "lm",
+    "data": {"source": "text", "path": "code.py", "mode": "stream", "window": 40, "val_fraction": 0.1,
+             "test_fraction": 0.05},
+    "model": {"cell": "lstm", "hidden_size": 16, "embedding_dim": 8},
+    "train": {"batch_size": 8, "max_steps": 40, "eval_every": 20, "checkpoint_every": 20, "device": "cpu",
+              "lr": 0.03},
+}
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """runs/sentences and runs/windows (data.window 12), trained for 20 steps on the Reber grammar."""
+    """runs/sentences and runs/windows (data.window 12), trained for 20 steps on the Reber grammar, and
+    runs/stream, 40 steps on indented code (data.mode: stream)."""
     root = tmp_path_factory.mktemp("score")
     mp = pytest.MonkeyPatch()
     mp.setenv("RNNKIT_DATA", str(root / "data"))
     mp.chdir(root)
     windows = {**TINY, "data": {**TINY["data"], "mode": "windows", "window": WINDOW}}
-    for name, config in (("sentences", TINY), ("windows", windows)):
+    (root / "code.py").write_text(CODE)
+    for name, config in (("sentences", TINY), ("windows", windows), ("stream", STREAM)):
         (root / f"{name}.yaml").write_text(yaml.safe_dump(config))
         result = CliRunner().invoke(app, ["train", f"{name}.yaml", "--quiet"])
         assert result.exit_code == 0, result.output
@@ -78,13 +89,14 @@ def test_standard_input_is_scored_like_the_file(runs):
         assert from_stdin["characters"] == len(TEXT) - 1  # windows: the first character is only read
 
 
-@pytest.mark.parametrize("run", ["sentences", "windows"])
+@pytest.mark.parametrize("run", ["sentences", "windows", "stream"])
 def test_per_char_covers_the_text_and_sums_to_the_total(runs, run):
-    record = _records(_score(f"runs/{run}", "--json", "--per-char", input=TEXT))[0]
+    text = CODE[:300] if run == "stream" else TEXT
+    record = _records(_score(f"runs/{run}", "--json", "--per-char", input=text))[0]
     chars = [c for c, _ in record["per_char"]]
     bits = [b for _, b in record["per_char"]]
-    assert "".join(chars) == TEXT
-    assert (bits[0] is None) == (run == "windows") and all(b is not None and b >= 0 for b in bits[1:])
+    assert "".join(chars) == text
+    assert (bits[0] is None) == (run != "sentences") and all(b is not None and b >= 0 for b in bits[1:])
     assert sum(b for b in bits if b is not None) == pytest.approx(record["bits"], rel=1e-9)
     assert sum(b is not None for b in bits) == record["characters"]
 
@@ -117,10 +129,10 @@ def test_replace_unknown_scores_them_as_the_character_given(runs):
     assert bad.exit_code == 2 and "--replace-unknown: 'q' must be one character" in bad.stderr
 
 
-@pytest.mark.parametrize("run", ["sentences", "windows"])
+@pytest.mark.parametrize("run", ["sentences", "windows", "stream"])
 def test_chunked_scoring_equals_unchunked(runs, run):
     # A long line (longer than the smallest chunks) between short ones exercises the carried-state path too.
-    text = TEXT * 20 + "BT" + "SSSSX" * 30 + "SE\n" + TEXT * 5 + "BTSX"
+    text = CODE[:2000] if run == "stream" else TEXT * 20 + "BT" + "SSSSX" * 30 + "SE\n" + TEXT * 5 + "BTSX"
     path = _file(runs, "long.txt", text)
     whole = _records(_score(f"runs/{run}", path, "--json"))[0]
     for chunk in (1, 7, 64):
@@ -151,6 +163,21 @@ def test_score_of_the_validation_text_equals_eval(runs):
     scored = _records(_score("runs/sentences", path, "--json"))[0]
     assert scored["characters"] == evaluated["characters"]
     assert abs(scored["bpc"] - evaluated["bpc"]) < 1e-5
+
+
+def test_stream_score_of_the_validation_text_equals_eval(runs):
+    run = load("runs/stream", device="cpu")
+    text = split_text(run, "val")
+    assert "\n    " in text  # the layout is in the text scored
+    evaluated = json.loads(CliRunner().invoke(app, ["eval", "runs/stream", "--json"]).stdout)
+    scored = _records(_score("runs/stream", _file(runs, "stream_val.txt", text), "--json"))[0]
+    assert scored["characters"] == evaluated["characters"] == len(text) - 1  # the first is only read
+    assert abs(scored["bpc"] - evaluated["bpc"]) < 1e-3
+
+
+def test_stream_unknown_characters_include_a_tab(runs):
+    result = _score("runs/stream", "--json", input="def f(x):\n\treturn x\n")
+    assert result.exit_code == 2 and "'\\t' (U+0009) at position 10 (line 2, column 1)" in result.stderr
 
 
 def test_windows_score_equals_eval_on_the_windows_eval_covers(runs):

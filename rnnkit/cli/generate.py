@@ -19,9 +19,10 @@ def generate(
                                             "newlines and indentation kept."),
     max_len: int | None = typer.Option(None, "--max-len", help="Most characters to generate (a stream model "
                                        "continues across lines up to this many)."),
-    stop: list[str] | None = typer.Option(None, "--stop", metavar="STRING", help="End a sample when it has generated this string "
-                                          "(kept in the text; repeatable; \\n, \\t and \\\\ are read as "
-                                          "newline, tab and backslash)."),
+    stop: list[str] | None = typer.Option(None, "--stop", metavar="STRING",
+                                          help="End a sample when it has generated this string (kept in the text; "
+                                          "repeatable; \\n, \\t and \\\\ are read as newline, tab and "
+                                          "backslash)."),
     min_len: int | None = typer.Option(None, "--min-len", help="Fewest characters before EOS may end a sample."),
     num: int | None = typer.Option(None, "--num", "-n", help="Sequences to return (the N best for beam search)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the sampler."),
@@ -76,5 +77,5 @@ def generate(
         return
     stopping = "".join(f", stop at {s!r}" for s in result.stop)
     start = f", starting after {result.start!r}" if result.start else ""
-    err_console.print(f"{loaded.path}: {describe(result.options)}{stopping}{start}", markup=False)
+    err_console.print(f"{loaded.path}: {describe(result.options)}{stopping}{start}", markup=False, soft_wrap=True)
     out_console.print(samples_table(result.prompt, result.samples))

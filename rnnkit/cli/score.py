@@ -46,7 +46,7 @@ def score(
                               chunk_chars=chunk_chars)
         if result.replaced:
             err_console.print(f"{name}: {result.replaced} character(s) outside the vocabulary scored as "
-                              f"{replace_unknown!r}", markup=False)
+                              f"{replace_unknown!r}", markup=False, soft_wrap=True)
         record = {"file": name, "run": str(loaded.path), "which": loaded.which, "step": loaded.step,
                   "mode": loaded.cfg.data.mode, **dataclasses.asdict(result)}
         if not per_char:
