@@ -242,8 +242,11 @@ CONFIG_CASES = [
 DATA_CASES = [
     Case("corpus-missing", lambda t: ["train", config(t, lambda c: c.update(
         data={"source": "own", "path": "missing.txt"}))], 1, "missing.txt: no such file"),
-    Case("corpus-is-a-folder", lambda t: ["train", config(t, lambda c: c.update(
-        data={"source": "own", "path": "runs"}))], 1, "runs: is a folder, expected a plain-text corpus file"),
+    Case("corpus-folder-matches-nothing", lambda t: ["train", config(t, lambda c: c.update(
+        data={"source": "own", "path": "runs", "glob": "*.txt"}))], 1, "runs: no file name matches '*.txt'"),
+    Case("corpus-glob-on-a-file", lambda t: ["train", config(t, lambda c: c.update(
+        data={"source": "own", "path": "corpus.txt", "glob": "*.txt"}))], 2,
+         "--glob / data.glob: selects files in a folder, and corpus.txt is not a folder"),
     Case("corpus-empty", lambda t: ["train", corpus(t, b"")], 1, "own.txt: the corpus is empty"),
     Case("corpus-whitespace", lambda t: ["train", corpus(t, b" \n\n\t \n")], 1, "own.txt: the corpus is empty"),
     Case("corpus-binary", lambda t: ["train", corpus(t, bytes(range(256)) * 10)], 1,
@@ -256,7 +259,7 @@ DATA_CASES = [
          "bytes is more than the 1,000 allowed (set RNNKIT_MAX_CORPUS_BYTES",
          lambda mp: mp.setenv("RNNKIT_MAX_CORPUS_BYTES", "1000")),
     Case("corpus-larger-than-memory", lambda t: ["prepare", "own", "--from", _write(t, SENTENCES.encode() * 1400)],
-         1, "own.txt: 103,600 bytes would need about 2.4 MB of memory to prepare and 1.0 MB is available",
+         1, "own.txt: 103,600 bytes would need about 2.4 MB of memory to prepare as sentences and 1.0 MB is available",
          lambda mp: mp.setattr("rnnkit.data.sources.available_memory", lambda: 1024**2)),
     Case("max-corpus-bytes-not-a-number", lambda t: ["prepare", "own", "--from", "corpus.txt"], 2,
          "RNNKIT_MAX_CORPUS_BYTES: expected a number of bytes, got 'lots'",

@@ -66,14 +66,13 @@ def write_stream(tmp: Path, corpus: CorpusInput, charset: str, lowercase: bool, 
                         f"use a larger corpus or lower data.val_fraction / data.test_fraction")
     vocab = Vocab(sorted(chars))
     dtype = token_dtype(len(vocab))
-    tokens = np.lib.format.open_memmap(tmp / TOKENS_FILE, mode="w+", dtype=dtype, shape=(n,))
-    position = 0
-    for text in _read_utf8(clean_path):
-        ids = vocab.encode_array(text)
-        tokens[position:position + len(ids)] = ids
-        position += len(ids)
-    tokens.flush()
-    del tokens
+    # Plain writes after the .npy header, not a writable memory map: mapped pages would count as this process's
+    # memory until the kernel writes them back, up to the whole corpus.
+    with open(tmp / TOKENS_FILE, "wb") as tokens:
+        np.lib.format.write_array_header_1_0(tokens, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                      "fortran_order": False, "shape": (n,)})
+        for text in _read_utf8(clean_path):
+            tokens.write(vocab.encode_array(text).astype(dtype).tobytes())
     clean_path.unlink()
     counts = {"vocab_size": len(vocab), "dtype": dtype.name, "files": len(corpus.files),
               "characters": {name: end - start for name, (start, end) in splits.items()}}
