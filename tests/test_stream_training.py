@@ -7,12 +7,13 @@ import os
 import random
 import re
 import signal
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from rnnkit.config import config_from_dict
+from rnnkit.config import config_from_dict, load_config
 from rnnkit.evaluation.split import split_sums
 from rnnkit.generation.decoding import DecodeOptions
 from rnnkit.generation.generate import generate
@@ -129,3 +130,28 @@ def test_an_interrupted_and_resumed_stream_run_ends_with_the_same_weights(tmp_pa
         str(tmp_path / "resumed" / "last" / "model.safetensors"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+TINY = ["model.hidden_size=16", "model.num_layers=1", "model.embedding_dim=8", "train.batch_size=4",
+        "train.max_steps=3", "train.eval_every=3", "train.eval_batches=2", "train.checkpoint_every=3",
+        "train.histogram_every=0", "train.device=cpu", "train.warmup_steps=1"]
+SPEECHES = Path(__file__).resolve().parents[2] / "shared" / "data" / "trump_speeches" / "speeches.txt"
+
+
+def test_the_code_preset_trains_on_a_folder_of_python(tmp_path):
+    # code_lstm as shipped but on rnnkit's own source (the standard library takes a minute to prepare) and tiny
+    package = Path(__file__).resolve().parents[1] / "rnnkit"
+    cfg = load_config("code_lstm", [*TINY, "data.source=rnnkitsrc", f"data.path={package}", "data.glob=*.py"])
+    result = run(cfg, tmp_path, "code")
+    assert result.steps == 3 and 0 < result.best_metrics["bpc"] < 8
+    corpus = load(tmp_path / "code", device="cpu", data_root=tmp_path / "data").data().corpus
+    assert corpus.mode == "stream" and corpus.manifest["source"]["files"] > 50
+
+
+@pytest.mark.realdata
+def test_the_trump_stream_preset_trains_on_the_raw_speeches(tmp_path):
+    if not SPEECHES.is_file():
+        pytest.skip("../shared/data is not beside the checkout")
+    cfg = load_config("trump_stream", [*TINY, f"data.path={SPEECHES}"])
+    result = run(cfg, tmp_path, "speeches")
+    assert result.steps == 3 and 0 < result.best_metrics["bpc"] < 8
