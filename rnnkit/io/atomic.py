@@ -90,6 +90,7 @@ def atomic_folder(target: str | Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     recover_folder(target)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-{os.getpid()}-"))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private (0700); a run or dataset folder is not
     try:
         yield tmp
         for child in tmp.iterdir():  # files written without the atomic writer still reach the disk
@@ -119,6 +120,12 @@ def swap_in(tmp: Path, target: Path) -> None:
 def _fsync_file(path: Path) -> None:
     with contextlib.suppress(OSError), open(path, "rb") as handle:
         os.fsync(handle.fileno())
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def _mtime(path: Path) -> float:

@@ -67,3 +67,10 @@ def test_a_streamed_file_appears_only_when_complete(tmp_path):
         handle.write(b"chunk 1, ")
         handle.write(b"chunk 2")
     assert target.read_bytes() == b"chunk 1, chunk 2"
+
+
+def test_a_folder_gets_the_permissions_of_an_ordinary_folder(tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    _folder(tmp_path / "data", "x")
+    assert (tmp_path / "data").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
