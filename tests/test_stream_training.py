@@ -155,3 +155,13 @@ def test_the_trump_stream_preset_trains_on_the_raw_speeches(tmp_path):
     cfg = load_config("trump_stream", [*TINY, f"data.path={SPEECHES}"])
     result = run(cfg, tmp_path, "speeches")
     assert result.steps == 3 and 0 < result.best_metrics["bpc"] < 8
+
+
+def test_inspect_grads_reads_a_stream_run_in_windows_of_its_own_corpus(tmp_path, key_corpus, monkeypatch):
+    from rnnkit.diagnostics.gradients import inspect_target
+
+    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "data"))
+    run(stream_cfg(tmp_path, key_corpus, max_steps=2, eval_every=2), tmp_path, "grads")
+    report, loaded = inspect_target(str(tmp_path / "grads"), length=12, batches=1)
+    assert loaded.cfg.data.mode == "stream" and loaded.cfg.data.window == 12  # not re-prepared as sentences
+    assert report is not None

@@ -602,7 +602,9 @@ def _with_length(cfg, length: int | None) -> None:
     if length is not None:
         if length < 2:
             raise UsageError(f"--length: {length} is too short; use at least 2 steps")
-        cfg.data.mode, cfg.data.window = "windows", length
+        if cfg.data.mode != "stream":  # a stream model keeps its corpus and vocabulary: its windows get T long
+            cfg.data.mode = "windows"
+        cfg.data.window = length
 
 
 def _corpus(cfg):
@@ -621,7 +623,7 @@ def target_batches(target: Target, split: str = "train", count: int = 4) -> list
     batches = lm_batches(_corpus(cfg), split, cfg.data, cfg.train.batch_size, cfg.train.seed, shuffle=True)
     picked = list(itertools.islice(iter(batches), count))
     if not picked:
-        what = f"windows of {cfg.data.window}" if cfg.data.mode == "windows" else "sentences"
+        what = f"windows of {cfg.data.window}" if cfg.data.mode in ("windows", "stream") else "sentences"
         raise UsageError(f"inspect-grads: the {split} split has no batch of {what}; try --split train or a "
                          f"smaller --length")
     return picked
