@@ -5,6 +5,7 @@ from rnnkit.cli import eval as _eval  # noqa: F401
 from rnnkit.cli import export as _export  # noqa: F401
 from rnnkit.cli import generate as _generate  # noqa: F401
 from rnnkit.cli import inspect_grads as _inspect_grads  # noqa: F401
+from rnnkit.cli import predict as _predict  # noqa: F401
 from rnnkit.cli import prepare as _prepare  # noqa: F401
 from rnnkit.cli import runs as _runs  # noqa: F401
 from rnnkit.cli import score as _score  # noqa: F401

@@ -83,6 +83,14 @@ class LoadedRun:
 
         return score_text(self, text, per_char=per_char, replace_unknown=replace_unknown)
 
+    def predict(self, inputs=None, **options: Any):
+        """A classifier's Prediction of a text (a list of them for a list of texts), or a forecaster's Forecast
+        from a file, from counts with slot=, or from split=, day=, slot=; options as `rnnkit predict`
+        (top, replace_unknown...). See rnnkit.inference.predict."""
+        from rnnkit.inference.predict import predict
+
+        return predict(self, inputs, **options)
+
 
 def load(run: str | Path | None = None, which: str = "best", device: str | torch.device = "auto", *,
          runs_dir: str | Path = "runs", data_root: str | Path | None = None) -> LoadedRun:
