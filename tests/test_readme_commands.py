@@ -226,9 +226,6 @@ def test_readme_command(ran, index):
         CLAIMS[command](result)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="README bug left to its section's owner: one_step on the example's bidirectional LSTM "
-                          "raises (one_step needs the whole sequence for a bidirectional layer)")
 def test_the_hand_written_layers_example():
     """The `## The hand-written layers` block, with the x and lengths it leaves to the reader."""
     code = re.search(r"## The hand-written layers\n\n```python\n(.*?)```", README, flags=re.DOTALL).group(1)
