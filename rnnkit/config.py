@@ -20,6 +20,7 @@ import yaml
 
 from rnnkit.errors import ConfigError
 from rnnkit.io.atomic import atomic_write_text
+from rnnkit.io.reading import open_binary
 from rnnkit.presets import resolve_config
 
 TASKS = ("lm", "classify", "forecast")
@@ -425,16 +426,12 @@ def config_from_dict(raw: Any, source: str = "config", overridden: set[str] | fr
 
 def read_yaml(path: Path) -> Any:
     """Read a YAML config file, turning unreadable or non-YAML files into ConfigError."""
+    with open_binary(path, "config file", ConfigError, expected="a YAML config file") as handle:
+        data = handle.read()
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, expected a YAML config file") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file (expected YAML)") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
     if "\x00" in text:
         raise ConfigError(f"{path}: not a text file (expected YAML)")
     try:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnkit.errors import DataError, UsageError
+from rnnkit.io.reading import open_binary
 
 CHUNK_BYTES = 4 << 20  # read and decode this much at a time: ~0.2 s of cleaning, some 30 times this in memory
 # More than this fraction of undecodable bytes means the file is not UTF-8 text at all.
@@ -205,14 +206,7 @@ class _NotText(Exception):
 def _checked_file(path: Path, name: str, strict: bool) -> InputFile:
     """Read a file once: sha256, NUL bytes, invalid UTF-8 bytes. strict (a corpus of one file): DataError when
     it is not text; else _NotText, which a folder counts as a skipped file."""
-    try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, expected a plain-text corpus file") from None
-    except OSError as err:
-        raise DataError(f"{path}: cannot read ({err.strerror})") from None
+    handle = open_binary(path, "file", DataError, expected="a plain-text corpus file")
     digest, size, invalid, first, blank = hashlib.sha256(), 0, 0, None, True
     decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
     with handle:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from rnnkit.errors import DataError, UsageError
+from rnnkit.io.reading import open_binary
 
 STDIN = "-"
 BATCH = 256  # lines per batch at most (a fast pipe or a file)
@@ -55,14 +56,7 @@ def line_batches(source: Iterable[str] | str | Path | BinaryIO, batch_size: int 
 
 
 def _file_batches(path: Path, batch_size: int) -> Iterator[list[str]]:
-    try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, expected a text file with one input per line") from None
-    except OSError as err:
-        raise DataError(f"{path}: cannot read ({err.strerror})") from None
+    handle = open_binary(path, "file", DataError, expected="a text file with one input per line")
     with handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # a named pipe, /dev/stdin: lines as they come
             yield from _stream_batches(handle, batch_size)
