@@ -207,3 +207,14 @@ def test_missing_file_and_folder(runs):
     assert "no such file" in _score("runs/sentences", runs / "nope.txt").stderr
     folder = _score("runs/sentences", runs)
     assert folder.exit_code == 1 and "is a folder" in folder.stderr
+
+
+@pytest.mark.parametrize(("run", "text"), [("stream", CODE[:300]), ("sentences", TEXT)])
+def test_clean_scores_the_text_as_the_runs_data_was_cleaned(runs, run, text):
+    windows_text = text.replace("\n", "\r\n")  # CRLF line ends: prepare writes them as LF
+    raw = _score(f"runs/{run}", "--json", input=windows_text)
+    assert raw.exit_code == 2 and "'\\r' (U+000D)" in raw.stderr and "--clean" in raw.stderr
+    result = _score(f"runs/{run}", "--json", "--clean", input=windows_text)
+    cleaned, plain = _records(result)[0], _records(_score(f"runs/{run}", "--json", input=text))[0]
+    assert cleaned["bits"] == pytest.approx(plain["bits"], rel=1e-9) and cleaned["characters"] == plain["characters"]
+    assert cleaned["cleaning"]["mapped"] and "cleaned as the run's data" in result.stderr

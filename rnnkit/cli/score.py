@@ -22,6 +22,9 @@ def score(
     replace_unknown: str | None = typer.Option(None, "--replace-unknown", metavar="C",
                                                help="Score characters outside the vocabulary as C (else they are "
                                                     "an error)."),
+    clean: bool = typer.Option(False, "--clean", help="Clean the text first as prepare cleaned the run's corpus "
+                               "(data.charset, data.lowercase: mojibake repaired, line ends as LF, typographic "
+                               "characters in ASCII), layout kept."),
     chunk_chars: int = typer.Option(CHUNK_CHARS, "--chunk-chars", help="Characters per model call: memory is "
                                     "bounded by this, whatever the length of the text."),
     which: str = typer.Option("best", "--which", help="Checkpoint to load: best or last."),
@@ -33,7 +36,8 @@ def score(
     How text meets the model follows its data.mode. stream: the first character is read as context, every
     following one is scored. sentences: each line is a sentence read from EOS, its newline scored as EOS.
     windows: newlines are EOS, and the text is cut into data.window windows as training and eval cut it.
-    The score of a run's own validation text equals `rnnkit eval`'s validation bits per character.
+    The score of a run's own validation text equals `rnnkit eval`'s validation bits per character. The text
+    is scored as given; --clean first cleans it as the run's corpus was cleaned.
     """
     from rnnkit.evaluation.score import score_source
     from rnnkit.runs.loaded import load
@@ -43,7 +47,11 @@ def score(
     for name in files or ["-"]:
         source = typer.get_binary_stream("stdin") if name == "-" else Path(name)
         result = score_source(loaded, source, where=name, per_char=per_char, replace_unknown=replace_unknown,
-                              chunk_chars=chunk_chars)
+                              clean=clean, chunk_chars=chunk_chars)
+        if _changed(result):
+            mapped, removed = sum(result.cleaning["mapped"].values()), sum(result.cleaning["removed"].values())
+            err_console.print(f"{name}: cleaned as the run's data: {mapped} character(s) mapped, {removed} "
+                              f"removed", markup=False, soft_wrap=True)
         if result.replaced:
             err_console.print(f"{name}: {result.replaced} character(s) outside the vocabulary scored as "
                               f"{replace_unknown!r}", markup=False, soft_wrap=True)
@@ -51,6 +59,8 @@ def score(
                   "mode": loaded.cfg.data.mode, **dataclasses.asdict(result)}
         if not per_char:
             del record["per_char"]
+        if not clean:
+            del record["cleaning"]
         if as_json:
             print(json.dumps(record, ensure_ascii=False), flush=True)
             continue
@@ -59,6 +69,10 @@ def score(
         rows.append(record)
     if rows:
         out_console.print(_table(rows))
+
+
+def _changed(result) -> bool:
+    return bool(result.cleaning and (result.cleaning["mapped"] or result.cleaning["removed"]))
 
 
 def _print_per_char(name: str, per_char: list) -> None:

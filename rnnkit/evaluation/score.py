@@ -13,6 +13,8 @@ How a text becomes the model's inputs and targets depends on how the run cut its
   from a zero state. The first character is context; a last window shorter than data.window is scored too
   (`eval` drops it), so the two agree exactly when len(text) - 1 is a multiple of data.window.
 
+The text is scored as given, unless `clean` asks to clean it first as `prepare` cleaned the run's corpus.
+
 `split_text(run, split)` is a split of the run's own corpus written that way: scoring it gives `rnnkit eval`'s
 figure for the split (sentences and windows: to float rounding; stream: see the function).
 """
@@ -50,6 +52,7 @@ class TextScore:
     bpc: float  # bits per scored character
     perplexity: float  # exp(loss), per character
     replaced: int = 0  # characters outside the vocabulary scored as replace_unknown
+    cleaning: dict | None = None  # what `clean` changed (rnnkit.data.cleaning.CleaningReport.to_dict()), if asked
     per_char: list[tuple[str, float | None]] | None = None  # every character and its surprisal in bits (None: read
     # as context, not scored); only when asked for
 
@@ -270,11 +273,13 @@ class TextScorer:
     Memory is bounded by `chunk_chars` (plus the per-character list when `per_char`). Characters outside the
     vocabulary are collected over the whole text and raised together by `finish` (VocabularyError naming each,
     its first position and count) unless `replace_unknown` gives the character to score instead.
+    `cleaner` (a rnnkit.data.cleaning.StreamCleaner): clean the text first, as `prepare` cleans a corpus; the
+    positions and per-character list are then those of the clean text.
     """
 
     def __init__(self, model: nn.Module, vocab, mode: str, device: torch.device, *, window: int = 100,
                  per_char: bool = False, replace_unknown: str | None = None, chunk_chars: int = CHUNK_CHARS,
-                 where: str = "text", lowercase: bool = False):
+                 where: str = "text", lowercase: bool = False, cleaner=None):
         if mode not in MODES:
             raise UsageError(f"data.mode: {mode!r} cannot be scored; one of {', '.join(MODES)}")
         if chunk_chars < 1:
@@ -292,7 +297,7 @@ class TextScorer:
         self.unknown: dict[str, list] = {}  # char -> [its first place, count]
         self.replaced = 0
         self.total_nats, self.count = 0.0, 0
-        self.per_char = per_char
+        self.per_char, self.cleaner = per_char, cleaner
         self.texts: list[str] = []
         self.nats: list[np.ndarray] = []
         if mode == "stream":
@@ -311,6 +316,11 @@ class TextScorer:
 
     def feed(self, piece: str) -> None:
         """Score the next piece of the text (any length; pieces may split a line anywhere)."""
+        if self.cleaner is not None:
+            piece = self.cleaner.feed(piece)
+        self._feed_clean(piece)
+
+    def _feed_clean(self, piece: str) -> None:
         if not piece:
             return
         ids, known = self.encoder(piece)
@@ -340,6 +350,8 @@ class TextScorer:
 
     def finish(self) -> TextScore:
         """The score of everything fed; VocabularyError for unknown characters, UsageError when nothing was scored."""
+        if self.cleaner is not None:
+            self._feed_clean(self.cleaner.finish())
         if self.unknown:
             raise self._unknown_error()
         self.runner.finish()
@@ -354,7 +366,7 @@ class TextScorer:
                                                                                    strict=True)]
         return TextScore(characters=self.count, bits=bits_per_char(self.total_nats), loss=loss,
                          bpc=bits_per_char(loss), perplexity=perplexity(loss), replaced=self.replaced,
-                         per_char=per_char)
+                         cleaning=None if self.cleaner is None else self.cleaner.report.to_dict(), per_char=per_char)
 
     def _unknown_error(self) -> VocabularyError:
         items = list(self.unknown.items())
@@ -364,22 +376,31 @@ class TextScorer:
         hint = ""
         if self.lowercase and any(c.lower() in self.encoder.known_chars for c, _ in items if c != c.lower()):
             hint = " (the model was trained on lower-cased text)"
+        clean = "" if self.cleaner is not None else "--clean to clean the text as the run's data was, or "
         return VocabularyError(f"{self.where}: {len(items)} character(s) not in the model's vocabulary "
                                f"({self.vocab_size} characters){hint}: {'; '.join(named)}{more}; pass "
-                               f"--replace-unknown C to score them as C")
+                               f"{clean}--replace-unknown C to score them as C")
 
 
 # --- runs, texts and files ---------------------------------------------------------------------------------
 
-def scorer_for(run, *, per_char: bool = False, replace_unknown: str | None = None,
+def scorer_for(run, *, per_char: bool = False, replace_unknown: str | None = None, clean: bool = False,
                chunk_chars: int = CHUNK_CHARS, where: str = "text") -> TextScorer:
-    """A TextScorer for a loaded language-model run (rnnkit.runs.loaded.LoadedRun), cut as its data.mode says."""
+    """A TextScorer for a loaded language-model run (rnnkit.runs.loaded.LoadedRun), cut as its data.mode says.
+
+    clean: first clean the text as `prepare` cleaned the run's corpus, with its data.charset and data.lowercase
+    (mojibake repaired, line ends as LF, with ascii typographic characters spelled in ASCII), the layout kept
+    (a stream's cleaning: for a sentence model too, since its lines are its sentences).
+    """
+    from rnnkit.data.cleaning import StreamCleaner
+
     if run.cfg.task != "lm":
         raise UsageError(f"{run.path}: score needs a language model (task: lm), this run is task: {run.cfg.task}")
     data = run.cfg.data
+    cleaner = StreamCleaner(data.charset, data.lowercase, keep_layout=True) if clean else None
     return TextScorer(run.model, run.vocab, data.mode, run.device, window=data.window, per_char=per_char,
                       replace_unknown=replace_unknown, chunk_chars=chunk_chars, where=where,
-                      lowercase=data.lowercase)
+                      lowercase=data.lowercase, cleaner=cleaner)
 
 
 def score_text(run, text: str, **options) -> TextScore:

@@ -76,12 +76,12 @@ class LoadedRun:
 
         return generate_from_loaded(self, {"prompt": prompt, **options}, stop=tuple(stop)).samples
 
-    def score(self, text: str, per_char: bool = False, replace_unknown: str | None = None):
+    def score(self, text: str, per_char: bool = False, replace_unknown: str | None = None, clean: bool = False):
         """Bits per character, perplexity and count of the characters of `text` under a language model, the state
-        carried through it as `rnnkit score` does. Returns rnnkit.evaluation.score.TextScore."""
+        carried through it as `rnnkit score` does (same options). Returns rnnkit.evaluation.score.TextScore."""
         from rnnkit.evaluation.score import score_text
 
-        return score_text(self, text, per_char=per_char, replace_unknown=replace_unknown)
+        return score_text(self, text, per_char=per_char, replace_unknown=replace_unknown, clean=clean)
 
     def predict(self, inputs=None, **options: Any):
         """A classifier's Prediction of a text (a list of them for a list of texts), or a forecaster's Forecast
