@@ -184,3 +184,50 @@ def _generation_tables(record: dict) -> list:
                              repr(r["examples"][0]) if r["examples"] else "")
         tables += [table, examples]
     return tables
+
+
+def _mean_std(summary: dict | None, digits: int) -> str:
+    """`1.2345 ± 0.0123` (a single value: `1.2345 ± -`)."""
+    if summary is None:
+        return "-"
+    std = "-" if summary["std"] is None else f"{summary['std']:.{digits}f}"
+    return f"{summary['mean']:.{digits}f} ± {std}"
+
+
+def _metric_columns(summary: dict) -> list[tuple[str, list[str]]]:
+    """(title, metric names) of each aggregate table: a forecast gets one table per error measure with a
+    column per horizon; other tasks one table of every metric."""
+    names = list(dict.fromkeys(name for row in summary["rows"] for name in row["metrics"]))
+    if summary["task"] != "forecast":
+        return [("", names)]
+    tables = []
+    for measure in ("mae", "rmse", "mape"):
+        tables.append((measure.upper(), [measure] + [n for n in names if n.startswith(f"{measure}_")]))
+    return tables
+
+
+def aggregate_tables(summary: dict) -> list:
+    """`eval --group-by` and the end of `rnnkit sweep`: one row per group, mean ± standard deviation over its
+    runs (seeds) and their number; the best row (by summary['best_by']) starred."""
+    digits = 2 if summary["task"] == "forecast" else 4
+    keys = summary["group_by"]
+    better = "higher" if summary["higher_is_better"] else "lower"
+    tables = []
+    for title, names in _metric_columns(summary):
+        heading = f"{title + ' ' if title else ''}on {summary['split']}: mean ± std over seeds"
+        table = Table(title=heading, caption=f"* best {summary['best_by']} ({better} is better)",
+                      title_justify="left")
+        table.add_column("")
+        for key in keys or ["runs"]:
+            table.add_column(key)
+        table.add_column("n", justify="right")
+        for name in names:  # a forecast's columns: all (the mean over horizons), 15 min, 30 min...
+            label = name if not title else "all" if name == title.lower() else name.split("_", 1)[1][:-3] + " min"
+            table.add_column(label, justify="right")
+        for row in summary["rows"]:
+            group = [str(row["group"][key]) for key in keys] or ["all"]
+            cells = [_mean_std(row["metrics"].get(name), digits) for name in names]
+            table.add_row("*" if row["best"] else "", *group, str(row["n"]), *cells,
+                          style="bold" if row["best"] else None)
+        tables.append(table)
+    return tables
