@@ -9,6 +9,7 @@ from rnnkit.cli import predict as _predict  # noqa: F401
 from rnnkit.cli import prepare as _prepare  # noqa: F401
 from rnnkit.cli import runs as _runs  # noqa: F401
 from rnnkit.cli import score as _score  # noqa: F401
+from rnnkit.cli import sweep as _sweep  # noqa: F401
 from rnnkit.cli import train as _train  # noqa: F401
 from rnnkit.cli.app import app, main
 
