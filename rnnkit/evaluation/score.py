@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from rnnkit.data.vocab import EOS, SPECIALS, describe_char
 from rnnkit.errors import DataError, UsageError, VocabularyError
 from rnnkit.evaluation.metrics import bits_per_char, perplexity
+from rnnkit.io.reading import open_binary
 
 CHUNK_CHARS = 65536  # characters scored per model call at most (windows and sentence batches: about this many)
 READ_BYTES = 65536  # bytes read from a file at a time
@@ -433,18 +434,8 @@ def read_pieces(stream: BinaryIO, where: str, size: int = READ_BYTES) -> Iterato
 def score_source(run, source: str | Path | BinaryIO, where: str | None = None, **options) -> TextScore:
     """The score of a file (a path) or a binary stream such as standard input, read READ_BYTES at a time."""
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        where = where or str(path)
-        if path.is_dir():
-            raise DataError(f"{where}: is a folder; score reads text files")
-        try:
-            handle = path.open("rb")
-        except FileNotFoundError:
-            raise DataError(f"{where}: no such file") from None
-        except OSError as err:
-            raise DataError(f"{where}: cannot read it ({err.strerror or err})") from None
-        with handle:
-            return _score_stream(run, handle, where, options)
+        with open_binary(source, "file", DataError, "a text file") as handle:
+            return _score_stream(run, handle, where or str(source), options)
     return _score_stream(run, source, where or "-", options)
 
 
