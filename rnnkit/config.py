@@ -163,9 +163,16 @@ class GenerateConfig:
                                    low=0.0, high=1.0, low_open=True)
     beam: int = option(1, "beam width (1 = no beam search)", low=1, high=10_000)
     length_penalty: float = option(1.0, "finished beams score sum log-prob / length ** this")
+    early_stopping: str = option("never", "when beam search stops, as Hugging Face's early_stopping: never (once no "
+                                          "live beam can beat the beam-th best ended one), true (once beam "
+                                          "hypotheses have ended), false (HF's heuristic at the current length)",
+                                 choices=("never", "true", "false"))
     no_repeat_ngram: int = option(0, "forbid repeating any n-gram of this size (0 = off)", low=0)
-    repetition_penalty: float = option(1.0, "make already generated characters less likely (> 1) or more (< 1)",
+    repetition_penalty: float = option(1.0, "make already generated characters less likely (> 1) or more (< 1): "
+                                            "their logits divided by this when positive, multiplied when negative",
                                        low=0.0, low_open=True)
+    penalise_prompt: bool = option(False, "repetition_penalty and no_repeat_ngram also count the prompt's "
+                                          "characters, as Hugging Face does (default: generated ones only)")
     fixed_length: bool = option(False, "generate exactly max_len characters and never stop at EOS")
     seed: int = option(0, "seed of the sampler", low=0)
 
@@ -275,13 +282,16 @@ def _type_name(tp: Any) -> str:
     return names[tp]
 
 
-def _convert(value: Any, tp: Any) -> Any:
-    """Convert a YAML value to the field type `tp`, or raise ValueError with what was expected."""
+def _convert(value: Any, tp: Any, choices: tuple | None = None) -> Any:
+    """Convert a YAML value to the field type `tp`, or raise ValueError with what was expected.
+
+    A YAML boolean is the string true/false for a string field whose choices include that word
+    (generate.early_stopping: true)."""
     if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
         if value is None:
             return None
         (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _convert(value, inner)
+        return _convert(value, inner, choices)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -308,6 +318,8 @@ def _convert(value: Any, tp: Any) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, bool) and choices and str(value).lower() in choices:
+            return str(value).lower()
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
     raise ValueError(f"expected {_type_name(tp)}, got {_show(value)}")
@@ -364,7 +376,7 @@ def _build(cls: type, values: Any, prefix: str, problems: list[str]) -> Any:
             kwargs[key] = _build(tp, value, f"{dotted}.", problems)
             continue
         try:
-            converted = _convert(value, tp)
+            converted = _convert(value, tp, fields[key].metadata.get("choices"))
         except ValueError as err:
             problems.append(f"{dotted}: {err}")
             continue

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -19,10 +19,15 @@ __all__ = [
 
 # A recurrent state: None (zeros), one tensor, or a tuple such as an LSTM's (h, c); batch on dim 1.
 State = Tensor | tuple[Tensor, ...] | None
-# tokens (N,) long, state -> (log_probs (N, V), state)
+# tokens (N,) long, state -> (logits (N, V), state). Logits are the model's unnormalised scores: the decoders
+# take their log_softmax as the model's log-probabilities (log-probabilities are valid logits too).
 StepFn = Callable[[Tensor, State], tuple[Tensor, State]]
+# Called once per generated position by greedy and sampling decoding: tokens (N,) chosen, emitted (N,) bool
+# (the rows whose text the token joins: not EOS, not a row that had already ended).
+OnStep = Callable[[Tensor, Tensor], None]
 
 NEG_INF = float("-inf")
+EARLY_STOPPING = ("never", "true", "false")  # Hugging Face's early_stopping "never", True and False
 
 
 @dataclass
@@ -35,13 +40,16 @@ class DecodeOptions:
     top_p: float | None = None  # nucleus: sample from the smallest set holding this much probability
     beam: int = 1  # beam width (1 = no beam search)
     length_penalty: float = 1.0  # finished beams score sum log-prob / length ** this
+    early_stopping: str = "never"  # when beam search stops: see EARLY_STOPPING and _beam_loop
     no_repeat_ngram: int = 0  # forbid repeating any generated n-gram of this size (0 = off)
     num: int = 1  # sequences to return
     max_len: int = 200  # most tokens to generate, EOS included
     min_len: int = 0  # EOS is forbidden until this many tokens have been generated
     stop_at_eos: bool = True  # False: EOS is never emitted; max_len tokens come out unless a stop sequence ends
-    repetition_penalty: float = 1.0  # multiply the log-probs of already generated tokens by this
+    repetition_penalty: float = 1.0  # HF's rule on seen tokens: logits > 0 divided by this, < 0 multiplied
     stop: tuple[tuple[int, ...], ...] = ()  # token sequences that end a sequence once generated (kept in it)
+    suppress: tuple[int, ...] = ()  # tokens never generated (HF's suppress_tokens), e.g. a padding id
+    penalise_prompt: bool = False  # repetition penalty and n-gram blocking also count the decoder's `context`
 
     @property
     def samples(self) -> bool:
@@ -76,6 +84,10 @@ class DecodeOptions:
             problems.append(f"--length-penalty must be a finite number, got {self.length_penalty}")
         elif self.length_penalty != 1.0 and self.beam == 1:
             problems.append("--length-penalty only applies to beam search: add --beam K with K > 1")
+        if self.early_stopping not in EARLY_STOPPING:
+            problems.append(f"--early-stopping must be one of {', '.join(EARLY_STOPPING)}, got {self.early_stopping!r}")
+        elif self.early_stopping != "never" and self.beam == 1:
+            problems.append("--early-stopping only applies to beam search: add --beam K with K > 1")
         if self.greedy:
             if self.beam > 1:
                 problems.append("--greedy cannot be combined with --beam > 1 (beam search with K=1 is greedy)")
@@ -101,7 +113,8 @@ class Hypothesis:
 
     tokens: list[int] = field(default_factory=list)  # generated tokens, EOS excluded, a stop sequence included
     log_prob: float = 0.0  # the model's own (unprocessed) log-probability of tokens (+ EOS when finished)
-    score: float = 0.0  # what ranked it: log_prob for greedy/sampling, processed sum / length**penalty for beam
+    score: float = 0.0  # what ranked it: log_prob for greedy/sampling; for beam search the sum of the processed
+    # log-probs (repetition penalty, temperature...) / length ** length_penalty, length counting EOS
     finished: bool = False  # ended with EOS
     stopped: bool = False  # ended with one of options.stop (its tokens are the last of `tokens`)
 
@@ -132,7 +145,7 @@ def _state_device(state: State) -> torch.device | None:
     return state.device if isinstance(state, Tensor) else state[0].device
 
 
-# --- processors: (N, V) log-probs in, (N, V) scores out; forbidden tokens get -inf -------------------------
+# --- processors: (N, V) scores in (logits or log-probs), (N, V) scores out; forbidden tokens get -inf ------------
 
 def apply_temperature(log_probs: Tensor, temperature: float) -> Tensor:
     """(N, V) -> (N, V) divided by `temperature` (not renormalised: softmax does that when sampling)."""
@@ -185,44 +198,59 @@ def block_repeated_ngrams(log_probs: Tensor, history: Tensor, n: int) -> Tensor:
     return log_probs.masked_fill(hits > 0, NEG_INF)
 
 
-def apply_repetition_penalty(log_probs: Tensor, seen: Tensor, penalty: float) -> Tensor:
-    """(N, V) log-probs, seen (N, V) bool -> (N, V) with the entries of seen tokens multiplied by `penalty`.
+def apply_repetition_penalty(scores: Tensor, seen: Tensor, penalty: float) -> Tensor:
+    """(N, V) scores, seen (N, V) bool -> (N, V): each seen token's score divided by `penalty` when positive,
+    multiplied by it when negative (Keskar et al. 2019, Hugging Face's RepetitionPenaltyLogitsProcessor).
 
-    Hugging Face multiplies negative scores by the penalty; log-probs are all <= 0, so this is that rule
-    applied to log-probs (penalty > 1 discourages repeats, < 1 encourages them; a certain token stays certain).
+    Greedy and sampling decoding apply it to the model's logits, beam search to log-probabilities (all <= 0,
+    so there it multiplies), as Hugging Face does. penalty > 1 discourages repeats, < 1 encourages them.
     """
-    return log_probs if penalty == 1.0 else torch.where(seen, log_probs * penalty, log_probs)
+    if penalty == 1.0:
+        return scores
+    return torch.where(seen, torch.where(scores < 0, scores * penalty, scores / penalty), scores)
 
 
 # --- shared per-step machinery ----------------------------------------------------------------------------
 
 class _Constraints:
-    """The processors that forbid or discourage tokens (HF's logits processors), with the per-row memory
-    they need: generated tokens (N, max_len) for n-gram blocking and a seen mask (N, V) for the repetition
-    penalty. Only what the options use is kept, so plain decoding pays nothing for them.
+    """The processors that forbid or discourage tokens (HF's logits processors, in HF's order: repetition
+    penalty, n-gram blocking, EOS before min_len, suppressed tokens), with the per-row memory they need:
+    the tokens so far (N, P + max_len) for n-gram blocking and a seen mask (N, V) for the repetition penalty.
+    Only what the options use is kept, so plain decoding pays nothing for them.
 
-    The decoder only sees the last prompt token, so both look at generated tokens only.
+    With options.penalise_prompt, `context` (P tokens, the prompt) counts as already generated for both, as
+    HF counts its input_ids; otherwise they look at generated tokens only.
     """
 
-    def __init__(self, options: DecodeOptions, eos_id: int, rows: int, device: torch.device):
+    def __init__(self, options: DecodeOptions, eos_id: int, rows: int, device: torch.device,
+                 context: Sequence[int] = ()):
         self.options = options
+        context = context if options.penalise_prompt else ()
+        self.context = torch.tensor(list(context), dtype=torch.long, device=device)  # (P,)
+        self.offset = len(context)
+        banned = ([] if options.stop_at_eos else [eos_id]) + list(options.suppress)
+        self.banned = torch.tensor(banned, dtype=torch.long, device=device) if banned else None
         self.eos = torch.tensor([eos_id], device=device)
-        self.history = (torch.zeros((rows, options.max_len), dtype=torch.long, device=device)
-                        if options.no_repeat_ngram else None)
+        self.history = None
+        if options.no_repeat_ngram:
+            self.history = torch.zeros((rows, self.offset + options.max_len), dtype=torch.long, device=device)
+            self.history[:, :self.offset] = self.context
         self.seen: Tensor | None = None  # allocated at the first step, once V is known
 
-    def __call__(self, log_probs: Tensor, t: int) -> Tensor:
-        """log_probs (N, V) of step t (0-based: t tokens generated so far) -> constrained scores (N, V)."""
+    def __call__(self, scores: Tensor, t: int) -> Tensor:
+        """scores (N, V) of step t (0-based: t tokens generated so far) -> constrained scores (N, V)."""
         opt = self.options
-        scores = log_probs
         if opt.repetition_penalty != 1.0:
             if self.seen is None:
-                self.seen = torch.zeros(log_probs.shape, dtype=torch.bool, device=log_probs.device)
+                self.seen = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
+                self.seen[:, self.context] = True
             scores = apply_repetition_penalty(scores, self.seen, opt.repetition_penalty)
         if self.history is not None:
-            scores = block_repeated_ngrams(scores, self.history[:, :t], opt.no_repeat_ngram)
-        if not opt.stop_at_eos or t < opt.min_len:
+            scores = block_repeated_ngrams(scores, self.history[:, :self.offset + t], opt.no_repeat_ngram)
+        if opt.stop_at_eos and t < opt.min_len:
             scores = scores.index_fill(1, self.eos, NEG_INF)
+        if self.banned is not None:
+            scores = scores.index_fill(1, self.banned, NEG_INF)
         return scores
 
     def record(self, tokens: Tensor, t: int, parents: Tensor | None = None) -> None:
@@ -230,7 +258,7 @@ class _Constraints:
         if self.history is not None:
             if parents is not None:
                 self.history = self.history.index_select(0, parents)
-            self.history[:, t] = tokens
+            self.history[:, self.offset + t] = tokens
         if self.seen is not None:
             if parents is not None:
                 self.seen = self.seen.index_select(0, parents)
@@ -290,12 +318,14 @@ def _empty(options: DecodeOptions) -> list[Hypothesis]:
 # --- greedy and ancestral sampling --------------------------------------------------------------------------
 
 def _token_loop(step: StepFn, first_token: int, state: State, eos_id: int, options: DecodeOptions, rows: int,
-                pick: Callable[[Tensor], Tensor], device: torch.device) -> list[Hypothesis]:
+                pick: Callable[[Tensor], Tensor], device: torch.device, context: Sequence[int],
+                on_step: OnStep | None) -> list[Hypothesis]:
     """Advance `rows` independent sequences together, one step call per position; `pick` maps the
-    constrained scores (N, V) to the next tokens (N,)."""
+    constrained logits (N, V) to the next tokens (N,). As in HF's greedy search and sampling, the processors
+    act on the logits; the log-probabilities reported are the log_softmax of the unprocessed logits."""
     tokens = torch.full((rows,), first_token, dtype=torch.long, device=device)
     state = expand_state(state, rows)
-    constraints = _Constraints(options, eos_id, rows, device)
+    constraints = _Constraints(options, eos_id, rows, device, context)
     out = torch.zeros((rows, options.max_len), dtype=torch.long, device=device)  # (N, T) generated tokens
     log_prob = torch.zeros(rows, dtype=torch.float64, device=device)
     length = torch.zeros(rows, dtype=torch.long, device=device)
@@ -306,8 +336,9 @@ def _token_loop(step: StepFn, first_token: int, state: State, eos_id: int, optio
     # With EOS forbidden and nothing that can block every token or stop a row, no row can stop early: skip the sync.
     can_stop = options.stop_at_eos or options.no_repeat_ngram > 0 or stops is not None
     for t in range(options.max_len):
-        log_probs, state = step(tokens, state)  # (N, V)
-        scores = constraints(log_probs, t)
+        logits, state = step(tokens, state)  # (N, V)
+        log_probs = logits.log_softmax(-1)
+        scores = constraints(logits, t)
         active = ~done
         if options.no_repeat_ngram:
             # A row whose every token is blocked stops here, unfinished; give it dummy scores to pick from.
@@ -324,6 +355,8 @@ def _token_loop(step: StepFn, first_token: int, state: State, eos_id: int, optio
         done |= is_eos
         out[:, t] = tokens
         constraints.record(tokens, t)
+        if on_step is not None:
+            on_step(tokens, active & ~is_eos)
         if stops is not None:
             hit = active & ~is_eos & stops.ends(tokens)  # the stop sequence's tokens were counted in `length`
             stops.record(tokens)
@@ -339,26 +372,29 @@ def _token_loop(step: StepFn, first_token: int, state: State, eos_id: int, optio
 
 @torch.no_grad()
 def greedy_decode(step: StepFn, first_token: int, state: State, eos_id: int, options: DecodeOptions,
-                  generator: torch.Generator | None = None, *, device=None) -> list[Hypothesis]:
-    """Take the most probable token (after repetition penalty, n-gram blocking, EOS rules) at every step.
+                  generator: torch.Generator | None = None, *, device=None, context: Sequence[int] = (),
+                  on_step: OnStep | None = None) -> list[Hypothesis]:
+    """Take the token of the highest logit (after repetition penalty, n-gram blocking, EOS rules) at every step.
 
-    step: tokens (N,) -> log_probs (N, V); state: batch 1 (or None). Returns one Hypothesis whose score is
-    its log_prob. `generator` is unused (uniform signature).
+    step: tokens (N,) -> logits (N, V); state: batch 1 (or None). Returns one Hypothesis whose score is
+    its log_prob. `generator` is unused (uniform signature). `context`, `on_step`: see `decode`.
     """
     if options.max_len == 0:
         return _empty(options)[:1]
     device = _resolve_device(state, generator, device)
-    return _token_loop(step, first_token, state, eos_id, options, 1, lambda s: s.argmax(-1), device)
+    return _token_loop(step, first_token, state, eos_id, options, 1, lambda s: s.argmax(-1), device, context,
+                       on_step)
 
 
 @torch.no_grad()
 def sample_decode(step: StepFn, first_token: int, state: State, eos_id: int, options: DecodeOptions,
-                  generator: torch.Generator | None = None, *, device=None) -> list[Hypothesis]:
+                  generator: torch.Generator | None = None, *, device=None, context: Sequence[int] = (),
+                  on_step: OnStep | None = None) -> list[Hypothesis]:
     """Draw `options.num` independent samples, all advancing in one step call (batch N = num) per position.
 
-    Per step: repetition penalty, n-gram blocking, EOS rules, then temperature, top-k and top-p, then one
-    multinomial draw per row from the softmax of what is left. Returns num Hypotheses in draw order, each
-    scored by its (unprocessed) log_prob.
+    Per step, on the logits as in HF: repetition penalty, n-gram blocking, EOS rules, then temperature, top-k
+    and top-p, then one multinomial draw per row from the softmax of what is left. Returns num Hypotheses in
+    draw order, each scored by its (unprocessed) log_prob. `context`, `on_step`: see `decode`.
     """
     if options.max_len == 0:
         return _empty(options)
@@ -368,7 +404,7 @@ def sample_decode(step: StepFn, first_token: int, state: State, eos_id: int, opt
         probs = _warp(scores, options).softmax(-1)  # (N, V)
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
-    return _token_loop(step, first_token, state, eos_id, options, options.num, pick, device)
+    return _token_loop(step, first_token, state, eos_id, options, options.num, pick, device, context, on_step)
 
 
 # --- beam search and beam sample -----------------------------------------------------------------------------
@@ -381,12 +417,28 @@ def _final_length_bound(score: float, t: int, options: DecodeOptions) -> float:
     return score / length ** options.length_penalty
 
 
+def _search_is_over(best_live: float, worst_ended: float, t: int, options: DecodeOptions) -> bool:
+    """Whether beam search stops after step t, once K hypotheses have ended (the worst scoring `worst_ended`);
+    `best_live`: the running score of the best live beam (t+1 tokens). By options.early_stopping, as HF's:
+      "true"   at once (HF early_stopping=True);
+      "false"  when the best live beam, scored at its current length, cannot beat the worst ended one: HF's
+               default heuristic (with length_penalty > 0 a longer continuation might still have);
+      "never"  when no live beam can beat it at any length it could reach (an exact bound, HF's "never").
+    """
+    if options.early_stopping == "true":
+        return True
+    if options.early_stopping == "false":
+        return best_live / (t + 1) ** options.length_penalty <= worst_ended
+    return _final_length_bound(best_live, t, options) <= worst_ended
+
+
 def _beam_loop(step: StepFn, first_token: int, state: State, eos_id: int, options: DecodeOptions,
-               generator: torch.Generator | None, device: torch.device, sample: bool) -> list[Hypothesis]:
+               generator: torch.Generator | None, device: torch.device, sample: bool,
+               context: Sequence[int]) -> list[Hypothesis]:
     k, max_len, penalty = options.beam, options.max_len, options.length_penalty
     tokens = torch.full((k,), first_token, dtype=torch.long, device=device)
     state = expand_state(state, k)
-    constraints = _Constraints(options, eos_id, k, device)
+    constraints = _Constraints(options, eos_id, k, device, context)
     stops = _StopMatcher(options.stop, k, device) if options.stop else None
     # The K copies start identical; only beam 0 is live or the first step would fill the beam with duplicates.
     scores = torch.full((k,), NEG_INF, device=device)
@@ -395,7 +447,8 @@ def _beam_loop(step: StepFn, first_token: int, state: State, eos_id: int, option
     parents, chosen = [], []  # per step, on the host: each live beam's parent beam and last token
     pool: list[tuple] = []  # (score, log_prob, t, parent, token, finished (EOS), stopped (a stop sequence))
     for t in range(max_len):
-        log_probs, state = step(tokens, state)  # (K, V)
+        logits, state = step(tokens, state)  # (K, V)
+        log_probs = logits.log_softmax(-1)  # as HF's beam search, the processors act on log-probabilities
         vocab = log_probs.shape[1]
         step_scores = constraints(log_probs, t)
         if sample:
@@ -441,7 +494,7 @@ def _beam_loop(step: StepFn, first_token: int, state: State, eos_id: int, option
                         pool[worst] = entry
         if last or best_live == NEG_INF:
             break
-        if len(pool) == k and _final_length_bound(best_live, t, options) <= min(e[0] for e in pool):
+        if len(pool) == k and _search_is_over(best_live, min(e[0] for e in pool), t, options):
             break
         scores, raw, tokens = live_scores, cand_raw[live], live_token
         state = select_state(state, live_parent)  # the one reorder per step
@@ -465,32 +518,37 @@ def _backtrack(parents: list[list[int]], chosen: list[list[int]], t: int, beam: 
 
 @torch.no_grad()
 def beam_search(step: StepFn, first_token: int, state: State, eos_id: int, options: DecodeOptions,
-                generator: torch.Generator | None = None, *, device=None) -> list[Hypothesis]:
+                generator: torch.Generator | None = None, *, device=None,
+                context: Sequence[int] = ()) -> list[Hypothesis]:
     """Beam search of width K = options.beam, as Hugging Face's `num_beams` (no sampling).
 
     The K beams advance in one step call (N = K) per position and are reordered with one select_state.
-    Per step: constrained log-probs (repetition penalty, n-gram blocking, EOS rules) plus the running beam
-    scores give K*V continuations; of the 2K best, those ending in EOS and ranked in the first K become
-    ended hypotheses, and the K best not ending in EOS are the next beams. At max_len the first K
-    candidates all end (unfinished unless EOS). A candidate completing one of options.stop ends like one
-    ending in EOS, keeping the stop tokens (`stopped`). Ended hypotheses are scored sum / length**length_penalty,
-    length counting EOS; the K best are kept, and the search stops once no live beam can beat the worst of
-    them (exact bound, HF's early_stopping="never"). Returns the `num` best, best first (fewer only when the
-    constraints leave fewer sequences). log_prob is the model's own score of each returned text.
+    Per step: the log_softmax of the logits, constrained (repetition penalty, n-gram blocking, EOS rules),
+    plus the running beam scores give K*V continuations; of the 2K best, those ending in EOS and ranked in
+    the first K become ended hypotheses, and the K best not ending in EOS are the next beams. At max_len the
+    first K candidates all end (unfinished unless EOS). A candidate completing one of options.stop ends like
+    one ending in EOS, keeping the stop tokens (`stopped`). Ended hypotheses are scored
+    sum / length**length_penalty, length counting EOS; the K best are kept, and by default the search stops
+    once no live beam can beat the worst of them (exact bound, HF's early_stopping="never"); "true" and
+    "false" stop sooner, as HF's early_stopping=True and False (`_search_is_over`). Returns the `num` best,
+    best first (fewer only when the constraints leave fewer sequences). log_prob is the model's own score of
+    each returned text.
+    `context`: see `decode`.
     """
     if options.max_len == 0:
         return _empty(options)
     return _beam_loop(step, first_token, state, eos_id, options, generator,
-                      _resolve_device(state, generator, device), sample=False)
+                      _resolve_device(state, generator, device), False, context)
 
 
 @torch.no_grad()
 def beam_sample(step: StepFn, first_token: int, state: State, eos_id: int, options: DecodeOptions,
-                generator: torch.Generator | None = None, *, device=None) -> list[Hypothesis]:
+                generator: torch.Generator | None = None, *, device=None,
+                context: Sequence[int] = ()) -> list[Hypothesis]:
     """Beam search with sampling (HF `num_beams > 1, do_sample=True`), the course's beam search + nucleus.
 
-    Exactly as beam_search, except for how the 2K candidates are found each step: each beam's constrained
-    log-probs go through temperature (divided, not renormalised), top-k and top-p (the nucleus of each
+    Exactly as beam_search (`context` too), except for how the 2K candidates are found each step: each beam's
+    constrained log-probs go through temperature (divided, not renormalised), top-k and top-p (the nucleus of each
     beam's own distribution; the rest get -inf), the running beam scores are added, and 2K candidates are
     drawn without replacement from the softmax over the flattened K x V scores (so only in-nucleus
     continuations can be drawn). Ended hypotheses come from EOS candidates among the first K *drawn*; the
@@ -501,24 +559,32 @@ def beam_sample(step: StepFn, first_token: int, state: State, eos_id: int, optio
     if options.max_len == 0:
         return _empty(options)
     return _beam_loop(step, first_token, state, eos_id, options, generator,
-                      _resolve_device(state, generator, device), sample=True)
+                      _resolve_device(state, generator, device), True, context)
 
 
 def decode(step: StepFn, first_token: int, state: State, eos_id: int, options: DecodeOptions,
-           generator: torch.Generator | None = None, *, device=None) -> list[Hypothesis]:
+           generator: torch.Generator | None = None, *, device=None, context: Sequence[int] = (),
+           on_step: OnStep | None = None) -> list[Hypothesis]:
     """Validate `options` and decode with the method they ask for.
 
-    step(tokens (N,) long, state) -> (log_probs (N, V), state), state tensors with the batch on dim 1.
+    step(tokens (N,) long, state) -> (logits (N, V), state), state tensors with the batch on dim 1.
     first_token: the last prompt token (EOS when the prompt is empty); state: after the rest of the prompt,
     batch 1, or None for zeros. beam > 1: beam_sample if temperature/top-k/nucleus is set, else beam_search;
     beam = 1: greedy_decode if greedy, else sample_decode. All randomness comes from `generator`.
     Tensors are made on `device`, else the state's device, else the generator's, else CPU.
     A sequence whose generated tokens end with one of options.stop ends there (`stopped`, the stop tokens kept);
     the prompt never counts towards a stop sequence.
+    context: the prompt's tokens (first_token included; not a start symbol such as EOS). With
+    options.penalise_prompt the repetition penalty and n-gram blocking count them as if generated, as HF counts
+    its input_ids; otherwise (default) only generated tokens count.
+    on_step: greedy and sampling call it after each position with the tokens chosen (N,) and which rows
+    emitted them (N,) bool, for streaming; it costs one host sync per position. Beam search never calls it:
+    its hypotheses are only final when it returns.
     """
     options.validate()
     if options.beam > 1:
         method = beam_sample if options.samples else beam_search
-    else:
-        method = greedy_decode if options.greedy else sample_decode
-    return method(step, first_token, state, eos_id, options, generator, device=device)
+        return method(step, first_token, state, eos_id, options, generator, device=device, context=context)
+    method = greedy_decode if options.greedy else sample_decode
+    return method(step, first_token, state, eos_id, options, generator, device=device, context=context,
+                  on_step=on_step)

@@ -19,6 +19,8 @@ SETS_ASIDE = {
     "beam": ("greedy", *SAMPLING_OPTIONS),  # --beam K alone: plain beam search
     **{name: ("greedy",) for name in SAMPLING_OPTIONS},  # --nucleus P: sampling (or beam sample with a beam)
 }
+# Options of beam search alone: without a beam, the run's values of those not given fall back to these defaults.
+BEAM_ONLY = {"length_penalty": 1.0, "early_stopping": "never"}
 
 
 def flag(name: str) -> str:
@@ -50,6 +52,8 @@ def merge_options(defaults: GenerateConfig, overrides: dict) -> GenerateConfig:
             result.num = 1
         elif result.beam > 1:
             result.num = min(result.num, result.beam)
+    if result.beam == 1:
+        result = dataclasses.replace(result, **{k: v for k, v in BEAM_ONLY.items() if k not in given})
     problems = value_problems(result, given)
     if problems:
         raise UsageError("; ".join(f"{flag(name)}: {problem}" for name, problem in problems.items()))
@@ -60,9 +64,10 @@ def decode_options(cfg: GenerateConfig) -> DecodeOptions:
     """Translate the config's vocabulary (nucleus, fixed_length) into the decoder's (top_p, stop_at_eos)."""
     return DecodeOptions(
         greedy=cfg.greedy, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.nucleus,
-        beam=cfg.beam, length_penalty=cfg.length_penalty, no_repeat_ngram=cfg.no_repeat_ngram,
-        num=cfg.num, max_len=cfg.max_len, min_len=cfg.min_len, stop_at_eos=not cfg.fixed_length,
-        repetition_penalty=cfg.repetition_penalty,
+        beam=cfg.beam, length_penalty=cfg.length_penalty, early_stopping=cfg.early_stopping,
+        no_repeat_ngram=cfg.no_repeat_ngram, num=cfg.num, max_len=cfg.max_len, min_len=cfg.min_len,
+        stop_at_eos=not cfg.fixed_length, repetition_penalty=cfg.repetition_penalty,
+        penalise_prompt=cfg.penalise_prompt,
     )
 
 
@@ -76,6 +81,12 @@ def describe(cfg: GenerateConfig) -> str:
         warps += [f"nucleus {cfg.nucleus:g}"] if cfg.nucleus is not None else []
         method = f"beam {cfg.beam}" if cfg.beam > 1 else "sampling"
     text = method + (" + " if cfg.beam > 1 else ", ") + ", ".join(warps) if warps else method
+    if cfg.beam > 1 and cfg.early_stopping != "never":
+        text += f", early stopping {cfg.early_stopping}"
     if cfg.repetition_penalty != 1.0:
         text += f", repetition penalty {cfg.repetition_penalty:g}"
+    if cfg.no_repeat_ngram:
+        text += f", no repeated {cfg.no_repeat_ngram}-grams"
+    if cfg.penalise_prompt and (cfg.repetition_penalty != 1.0 or cfg.no_repeat_ngram):
+        text += " (prompt counted)"
     return text

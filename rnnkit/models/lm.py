@@ -88,18 +88,25 @@ class CharLM(nn.Module):
         out, state = self.rnn(x, state, lengths)  # (T, B, H)
         return self.decode(self.drop(out)), state
 
-    def step(self, tokens: Tensor, state=None):
-        """One decoding step: tokens (B,) long, state (None = zeros) -> (log_probs (B, V), new state).
+    def step_logits(self, tokens: Tensor, state=None):
+        """One decoding step: tokens (B,) long, state (None = zeros) -> (logits (B, V), new state).
 
         The state's tensors hold the batch on dim 1, so a beam reorder is `s.index_select(1, idx)`
-        on each. log_probs are at least float32 (half-precision models are upcast for sampling).
-        Per step: one row lookup for layer 0's input (`input_rows`), then per layer one `addmm` on plain
-        (B, H) views of the state and the cell's pointwise update; one stack per state tensor at the end.
+        on each. Logits are at least float32 (half-precision models are upcast for sampling); PAD's is left
+        as it is (the decoders forbid it, `step` gives it probability 0). Per step: one row lookup for layer
+        0's input (`input_rows`), then per layer one `addmm` on plain (B, H) views of the state and the cell's
+        pointwise update; one stack per state tensor at the end.
         """
         state = self.rnn.step_projected(self.input_rows(tokens), state)
         h_top = (state[0] if isinstance(state, tuple) else state)[-1]  # (B, H), top layer
         logits = self.decode(h_top)
-        log_probs = F.log_softmax(logits, dim=-1, dtype=torch.promote_types(logits.dtype, torch.float32))
+        return logits.to(torch.promote_types(logits.dtype, torch.float32)), state
+
+    def step(self, tokens: Tensor, state=None):
+        """One decoding step: tokens (B,) long, state (None = zeros) -> (log_probs (B, V), new state);
+        see `step_logits`."""
+        logits, state = self.step_logits(tokens, state)
+        log_probs = F.log_softmax(logits, dim=-1)
         # PAD is never a target, so its logit is never trained down: a young model would emit it. It is not a
         # symbol of the language; forbid it without renormalising, so that decoders report the same
         # log-probabilities as the teacher-forced forward pass (and bits per character).
