@@ -36,21 +36,6 @@ class TorchLSTM(nn.Module):
         return self.head(out[0]).log_softmax(-1), state
 
 
-class GraphedLM(nn.Module):
-    """A CharLM whose step() replays CUDA graphs (one per batch size), built after the move to the GPU."""
-
-    def __init__(self, lm):
-        super().__init__()
-        self.lm, self._step = lm, None
-
-    def step(self, tokens, state=None):
-        if self._step is None:
-            from rnnkit.models.cuda_graphs import GraphedDecodeStep
-
-            self._step = GraphedDecodeStep(self.lm.step, self.lm.init_state)
-        return self._step(tokens, state)
-
-
 def charlm():
     """rnnkit's own CharLM when it exists and imports, else None."""
     try:
@@ -72,12 +57,13 @@ def time_method(model, device, kwargs, length, repeats) -> float:
     """Seconds to generate one sequence of exactly `length` characters (EOS never stops it): the fastest
     of `repeats` runs, since other load on a shared machine only ever adds time."""
     options = DecodeOptions(max_len=length, stop_at_eos=False, **kwargs)
+    step = getattr(model, "step_logits", model.step)  # what `rnnkit generate` decodes with
     times = []
     for r in range(repeats + 1):  # the first run warms up allocators and kernels
         generator = torch.Generator(device=device).manual_seed(r)
         sync(device)
         start = time.perf_counter()
-        hyps = decode(model.step, EOS, None, EOS, options, generator, device=device)
+        hyps = decode(step, EOS, None, EOS, options, generator, device=device)
         sync(device)
         assert len(hyps[0].tokens) == length
         if r:
@@ -109,8 +95,6 @@ def run_decoding(device, length: int, repeats: int, echo: bool = True) -> dict[s
     own = charlm()
     if own is not None:
         models["rnnkit CharLM"] = own
-    if own is not None and device.type == "cuda":
-        models["rnnkit CharLM + CUDA graph"] = GraphedLM(own)
     results = {}
     for name, model in models.items():
         results[name] = bench(name, model, device, length, repeats, echo=echo)

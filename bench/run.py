@@ -72,14 +72,12 @@ def decode_rows(results: dict) -> list[tuple]:
     base = results["torch.nn.LSTM"]
     ours = results.get("rnnkit CharLM")
     off = results.get("torch.nn.LSTM, oneDNN off")
-    graphed = results.get("rnnkit CharLM + CUDA graph")
     for method, label in DECODE_METHODS.items():
         note = "CharLM.step (either backend)"
         if off is not None:
             note += f"; torch.nn with oneDNN off: {off[method]:,.0f} chars/s"
         ratio = ours[method] / base[method] if ours else None
-        graph_ratio = graphed[method] / base[method] if graphed else None
-        out.append(("decode", label, f"{base[method]:8,.0f} c/s", None, ratio, graph_ratio, note))
+        out.append(("decode", label, f"{base[method]:8,.0f} c/s", None, ratio, None, note))
     return out
 
 

@@ -154,35 +154,6 @@ def test_decoding_step_table_follows_weight_updates(embedding_dim):
     torch.testing.assert_close(fast, slow.detach(), rtol=0, atol=1e-12)
 
 
-def test_graphed_decode_step_needs_cuda():
-    from rnnkit.models.cuda_graphs import GraphedDecodeStep
-
-    if torch.cuda.is_available():
-        pytest.skip("CUDA present: see test_graphed_decode_step_matches_eager")
-    lm = CharLM(11, cell="gru", hidden_size=H)
-    with pytest.raises(RuntimeError, match="CUDA"):
-        GraphedDecodeStep(lm.step, lm.init_state)
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_graphed_decode_step_matches_eager(cell):
-    from rnnkit.models.cuda_graphs import GraphedDecodeStep
-
-    torch.manual_seed(5)
-    lm = CharLM(11, cell=cell, hidden_size=H, num_layers=2).cuda().eval()
-    graphed = GraphedDecodeStep(lm.step, lm.init_state)
-    tokens = torch.randint(1, 11, (6, 3), device="cuda")
-    with torch.no_grad():
-        s_e = s_g = None
-        for t in range(tokens.shape[0]):
-            lp_e, s_e = lm.step(tokens[t], s_e)
-            lp_g, s_g = graphed(tokens[t], s_g)
-            torch.testing.assert_close(lp_g, lp_e, rtol=1e-5, atol=1e-5)
-    assert len(graphed.graphs) == 1
-
-
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
