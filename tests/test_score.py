@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from rnnkit.cli import app
-from rnnkit.evaluation.score import read_pieces, split_text
+from rnnkit.evaluation.score import read_pieces, score_text, split_text
 from rnnkit.runs.loaded import load
 
 WINDOW = 12
@@ -218,3 +218,17 @@ def test_clean_scores_the_text_as_the_runs_data_was_cleaned(runs, run, text):
     cleaned, plain = _records(result)[0], _records(_score(f"runs/{run}", "--json", input=text))[0]
     assert cleaned["bits"] == pytest.approx(plain["bits"], rel=1e-9) and cleaned["characters"] == plain["characters"]
     assert cleaned["cleaning"]["mapped"] and "cleaned as the run's data" in result.stderr
+
+
+@pytest.mark.parametrize("run", ["sentences", "windows", "stream"])
+def test_no_model_call_reads_more_than_a_chunk(runs, run, monkeypatch):
+    loaded = load(f"runs/{run}", device="cpu")
+    text = CODE[:3000] if run == "stream" else TEXT * 40 + "BT" + "SSSSX" * 60 + "SE\n"
+    sizes, forward = [], loaded.model.forward
+    monkeypatch.setattr(loaded.model, "forward", lambda tokens, *a, **k: sizes.append(tokens.numel()) or forward(
+        tokens, *a, **k))
+    expected = loaded.score(text)
+    for chunk in (50, 400):
+        sizes.clear()
+        assert score_text(loaded, text, chunk_chars=chunk).bits == pytest.approx(expected.bits, rel=1e-6)
+        assert sizes and max(sizes) <= max(chunk, WINDOW)  # memory is bounded by the chunk, whatever the text

@@ -37,7 +37,7 @@ from rnnkit.errors import DataError, UsageError, VocabularyError
 from rnnkit.evaluation.metrics import bits_per_char, perplexity
 from rnnkit.io.reading import open_binary
 
-CHUNK_CHARS = 65536  # characters scored per model call at most (windows and sentence batches: about this many)
+CHUNK_CHARS = 8192  # characters per model call at most (windows, sentence batches: about): bounds the memory
 READ_BYTES = 65536  # bytes read from a file at a time
 MODES = ("stream", "sentences", "windows")
 SHOWN_UNKNOWN = 5  # distinct unknown characters named in the error, the rest counted
@@ -144,13 +144,13 @@ class _Stream:
         if self.last is None and len(ids):
             self.last, ids = int(ids[0]), ids[1:]
             self.emit(np.array([math.nan]))
-        if not len(ids):
-            return
-        inputs = np.concatenate([[self.last], ids[:-1]])
-        nats, self.state = _surprisal(self.model, _column(inputs, self.device), _column(ids, self.device),
-                                      self.state)
-        self.last = int(ids[-1])
-        self.emit(nats[:, 0])
+        for start in range(0, len(ids), self.chunk):  # at most `chunk` characters per model call
+            piece = ids[start:start + self.chunk]
+            inputs = np.concatenate([[self.last], piece[:-1]])
+            nats, self.state = _surprisal(self.model, _column(inputs, self.device), _column(piece, self.device),
+                                          self.state)
+            self.last = int(piece[-1])
+            self.emit(nats[:, 0])
 
     def finish(self) -> None:
         self._run()
@@ -194,7 +194,7 @@ class _Sentences:
     """A sentence model: every line read from EOS with a zero state, its newline scored as EOS.
 
     Complete lines are scored in padded batches (the length-masked forward `rnnkit eval` uses), sorted by length
-    and cut so that a batch holds about `chunk` positions; a line longer than `chunk` is scored piece by piece
+    and cut so that a batch holds at most `chunk` positions; a line longer than `chunk` is scored piece by piece
     with its state carried. Surprisals are emitted in text order.
     """
 
@@ -213,8 +213,8 @@ class _Sentences:
         for segment in segments[:-1]:  # each ends with EOS
             line = np.concatenate([*self.open, segment]) if self.open else segment
             self.open, self.open_count = [], 0
-            if self.open_state is not None:  # the line was partly scored: finish it with its state
-                self._flush()
+            if self.open_state is not None or len(line) > self.chunk:  # partly scored, or longer than a chunk:
+                self._flush()  # scored on its own, a chunk at a time, with its state carried
                 self._carry(line)
             else:
                 self.queue.append(line)
@@ -230,14 +230,16 @@ class _Sentences:
             self.open, self.open_count = [], 0
 
     def _carry(self, ids: np.ndarray) -> None:
-        """Score ids of the current line after what was scored of it; EOS last ends the line."""
-        inputs = np.concatenate([[self.open_last], ids[:-1]])
-        nats, state = _surprisal(self.model, _column(inputs, self.device), _column(ids, self.device),
-                                 self.open_state)
-        self.emit(nats[:, 0])
-        ended = int(ids[-1]) == EOS
-        self.open_state = None if ended else state
-        self.open_last = EOS if ended else int(ids[-1])
+        """Score ids of the current line after what was scored of it, `chunk` at a time; EOS last ends the line."""
+        for start in range(0, len(ids), self.chunk):
+            piece = ids[start:start + self.chunk]
+            inputs = np.concatenate([[self.open_last], piece[:-1]])
+            nats, state = _surprisal(self.model, _column(inputs, self.device), _column(piece, self.device),
+                                     self.open_state)
+            self.emit(nats[:, 0])
+            ended = int(piece[-1]) == EOS
+            self.open_state = None if ended else state
+            self.open_last = EOS if ended else int(piece[-1])
 
     def _flush(self) -> None:
         """Score the queued complete lines; padded batches of similar lengths, emitted in text order."""
