@@ -4,6 +4,7 @@ from rnnkit.cli import configs as _configs  # noqa: F401  (each import registers
 from rnnkit.cli import eval as _eval  # noqa: F401
 from rnnkit.cli import export as _export  # noqa: F401
 from rnnkit.cli import generate as _generate  # noqa: F401
+from rnnkit.cli import inspect_cells as _inspect_cells  # noqa: F401
 from rnnkit.cli import inspect_grads as _inspect_grads  # noqa: F401
 from rnnkit.cli import predict as _predict  # noqa: F401
 from rnnkit.cli import prepare as _prepare  # noqa: F401

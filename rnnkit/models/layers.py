@@ -78,6 +78,7 @@ class _RecurrentLayer(nn.Module):
         # fused backend must fall back to it when this is on). {"layer0": [h_0 .. h_T-1], ...}
         self.record_hidden = False
         self.last_hidden: dict[str, list[Tensor]] = {}
+        self.last_cell: dict[str, list[Tensor]] = {}  # LSTM, with record_hidden: every step's c_t, same keys
         rows = self.num_gates * hidden_size
         # Registration order (layer, direction, w_ih, w_hh, b_ih, b_hh) is torch's, so that the same
         # seed gives the same initial weights as torch.nn.
@@ -169,7 +170,7 @@ class _RecurrentLayer(nn.Module):
                 raise ValueError(f"lengths has {mask.shape[1]} entries for a batch of {B}")
         states = self._initial_states(state, B, x)
         if self.record_hidden:
-            self.last_hidden = {}  # filled by _scan
+            self.last_hidden, self.last_cell = {}, {}  # filled by _scan
         scan = self._scan_fused if self.uses_fused(x) else self._scan
         finals, gates = [], {}
         out = x
@@ -233,6 +234,7 @@ class _RecurrentLayer(nn.Module):
         outputs: list = [None] * T
         recorded: list | None = [None] * T if self.record_gates else None
         hidden: list | None = [None] * T if self.record_hidden else None
+        cells: list | None = [None] * T if self.record_hidden and self.state_size == 2 else None
         for t in range(T - 1, -1, -1) if direction else range(T):
             new_state, step_gates = self._step(steps[t], state, w_hh_t, b_hh)
             if masks is None:
@@ -246,8 +248,13 @@ class _RecurrentLayer(nn.Module):
                 recorded[t] = [g.detach() for g in step_gates]
             if hidden is not None:
                 hidden[t] = state[0]
+            if cells is not None:
+                cells[t] = state[1]
+        name = f"layer{layer}" + (".reverse" if direction else "")
         if hidden is not None:
-            self.last_hidden[f"layer{layer}" + (".reverse" if direction else "")] = hidden
+            self.last_hidden[name] = hidden
+        if cells is not None:
+            self.last_cell[name] = cells
         return torch.stack(outputs), state, recorded
 
     def _stack_gates(self, recorded: list, layer: int, direction: int, mask: Tensor | None) -> dict:
