@@ -164,3 +164,16 @@ def test_an_empty_prompt_starts_a_stream_model_after_a_newline(stream_run, tmp_p
 def test_eos_options_are_refused_for_a_stream_model(stream_run, args, message):
     result = _generate(stream_run, *args)
     assert result.exit_code == 2 and message in result.stderr
+
+
+def test_interactive_on_a_stream_model_continues_the_whole_text_read(stream_run):
+    """Each line is read as typed (no newline added) after everything read and generated before it."""
+    typed = "def f3(x):\n    if x > 3:\n\n"
+    result = CliRunner().invoke(app, ["generate", str(stream_run), "--interactive", "--greedy", "--stop", "\\n",
+                                      "--max-len", "60"], input=typed)
+    assert result.exit_code == 0, result.output
+    first, second, third = result.stdout.split("\n")[:3]
+    read = "def f3(x):" + first + "\n" + "    if x > 3:" + second + "\n"  # each answer ended with its stop "\n"
+    [record] = _records(_generate(stream_run, "--json", "--greedy", "--stop", "\\n", "--max-len", "60",
+                                  "--prompt", read))
+    assert third + "\n" == record["text"] and third.startswith(" " * 8)  # the body of the if

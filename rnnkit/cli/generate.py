@@ -47,12 +47,15 @@ def stream(loaded, request) -> None:
     """--stream: the prompt, then each character as it is generated (beam search: the best sequence once final)."""
     from rnnkit.generation.generate import generate_request
 
-    write(loaded.vocab.decode(request.prompt_ids))
+    prompt = loaded.vocab.decode(request.prompt_ids)
+    write(prompt)
     try:
         result = generate_request(loaded, request, on_text=write)
+        text = result.samples[0].text if result.samples else ""
         if request.decode.beam > 1:
-            write(result.samples[0].text if result.samples else "")
-        write("\n")
+            write(text)
+        if not (prompt + text).endswith("\n"):  # a stop string "\n" has ended the line already
+            write("\n")
     except KeyboardInterrupt:
         raise interrupted() from None
 
@@ -78,7 +81,8 @@ def interactive(session) -> None:
                 continue
             if session.options.beam > 1:
                 write(sample.text)
-            write("\n")
+            if not sample.text.endswith("\n"):  # one line per answer, even an empty one
+                write("\n")
     except KeyboardInterrupt:
         raise interrupted() from None
 
