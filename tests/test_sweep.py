@@ -275,3 +275,66 @@ def test_each_finished_point_writes_its_values_and_metrics_for_the_hparams_view(
     assert hparams == {"model.cell": "lstm", "train.seed": 0.0}
     best = json.loads((outcome.path / "best" / "state.json").read_text())["best_metrics"]
     assert scalars["hparam/val_bpc"] == pytest.approx(best["bpc"], rel=1e-6)
+
+
+def test_a_named_axis_sets_its_keys_together_and_is_checked(here):
+    (here / "axis.yaml").write_text(
+        "sweep:\n  base: tiny.yaml\n  grid:\n    feeding:\n      forced: {train.teacher_forcing_schedule: constant}\n"
+        "      sampled: {train.teacher_forcing_schedule: linear, train.teacher_forcing_min: 0.5}\n")
+    points = load_sweep("axis.yaml").points()
+    assert [(p.name, p.values["feeding"]) for p in points] == [("feeding=forced,seed=0", "forced"),
+                                                               ("feeding=sampled,seed=0", "sampled")]
+    assert (points[1].cfg.train.teacher_forcing_schedule, points[1].cfg.train.teacher_forcing_min) == ("linear", 0.5)
+    # --grid AXIS=LABEL picks labels of the file's axis (same folder names: finished points are found)
+    picked = load_sweep("axis.yaml", grids=["feeding=sampled"], seeds=2).points()
+    assert [p.name for p in picked] == ["feeding=sampled,seed=0", "feeding=sampled,seed=1"]
+    assert picked[0].cfg == points[1].cfg
+    with pytest.raises(UsageError, match="samples not a label of the named axis feeding"):
+        load_sweep("axis.yaml", grids=["feeding=samples"])
+    (here / "axis.yaml").write_text("sweep:\n  base: tiny.yaml\n  grid:\n    feeding:\n"
+                                    "      a: {train.teacher_forcing_schedul: linear}\n    cell: [rnn]\n")
+    with pytest.raises(UsageError) as err:
+        load_sweep("axis.yaml")
+    assert "grid feeding.a: train.teacher_forcing_schedul: not a key a named axis can set; did you mean " \
+           "train.teacher_forcing_schedule?" in str(err.value)
+    assert "grid cell: a named axis (no dot) maps labels to keys" in str(err.value)
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_parallel_sweep_saves_each_running_point_and_the_same_command_finishes_the_rest(here):
+    import signal
+    import subprocess
+    import time
+
+    command = [sys.executable, "-m", "rnnkit", "sweep", "tiny.yaml", "--grid", "model.cell=rnn,gru,lstm", "--jobs",
+               "2", "--name", "cc", "--set", "train.max_steps=1500", "--set", "train.checkpoint_every=10",
+               "--set", "train.eval_every=1000"]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    states = [here / f"runs/cc/cell={c},seed=0/last/state.json" for c in ("rnn", "gru")]
+    deadline = time.monotonic() + 120
+    while not all(s.is_file() for s in states) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends the sweep
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130, err
+    steps = [json.loads(s.read_text())["step"] for s in states]
+    assert all(0 < step < 1500 for step in steps), steps
+    assert "cell=rnn,seed=0: interrupted ('last' saved" in err
+    assert not (here / "runs/cc/cell=lstm,seed=0").exists()
+
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "cell=rnn,seed=0: resuming from last" in again.stderr and "cell=lstm,seed=0: training" in again.stderr
+    for cell in ("rnn", "gru", "lstm"):
+        assert json.loads((here / f"runs/cc/cell={cell},seed=0/last/state.json").read_text())["step"] == 1500
+    sessions = [line for line in (here / "runs/cc/cell=rnn,seed=0/train.log").read_text().splitlines()
+                if line.startswith("$ OMP_NUM_THREADS=1 ")]
+    assert len(sessions) == 2 and "--resume" not in sessions[0] and sessions[1].endswith("--quiet --resume")
+
+
+def test_a_sweep_named_like_a_run_folder_is_refused(here):
+    (here / "runs/host").mkdir(parents=True)
+    (here / "runs/host/config.yaml").write_text("task: lm\n")  # `rnnkit train` made runs/host
+    with pytest.raises(UsageError, match="runs/host: is a run folder, not a sweep's; choose another --name"):
+        run_sweep(load_sweep("tiny.yaml", name="host"))

@@ -44,8 +44,9 @@ def _event(kind: str, outcome, total: int, index: dict) -> None:
 
 
 def _dry_run(sweep, points, as_json: bool) -> None:
-    from rnnkit.sweeps.runner import plan_point, plan_threads
+    from rnnkit.sweeps.runner import check_folder, plan_point, plan_threads
 
+    check_folder(sweep)
     plan = plan_threads(sweep.jobs)
     rows = []
     for point in points:

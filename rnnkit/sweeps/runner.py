@@ -84,6 +84,12 @@ def plan_threads(jobs: int, cores: int | None = None, environ: dict | None = Non
     return ThreadPlan(jobs, threads, cores, notes)
 
 
+def check_folder(sweep: Sweep) -> None:
+    """The sweep's folder holds run folders; it must not be a run folder itself (`--name quickstart`)."""
+    if is_run(sweep.folder):
+        raise UsageError(f"{sweep.folder}: is a run folder, not a sweep's; choose another --name")
+
+
 def plan_point(point: Point, path: Path) -> tuple[str, str | None]:
     """(action, why): what the sweep does with a point whose run folder is `path` (see Outcome)."""
     if not is_run(path):
@@ -117,6 +123,7 @@ def run_sweep(sweep: Sweep, *, quiet: bool = True, data_root: str | Path | None 
     progress. KeyboardInterrupt propagates after the running points saved `last`.
     """
     points = sweep.points()
+    check_folder(sweep)
     sweep.folder.mkdir(parents=True, exist_ok=True)
     emit = on_event or (lambda kind, outcome: None)
     outcomes, todo = [], []

@@ -9,10 +9,16 @@ a run's config.yaml never carries it):
       name: cells_trump         # runs/<name>/ (default: the file's name)
       grid:                     # every combination of these values is a point
         model.cell: [rnn, gru, lstm]
+        feeding:                # a named axis (no dot): each label sets several keys together
+          forced: {train.teacher_forcing_schedule: constant}
+          sampled: {train.teacher_forcing_schedule: linear, train.teacher_forcing_min: 0.5}
       seeds: 3                  # each point trained with train.seed 0, 1, 2
       jobs: 1                   # points trained at once
     train:                      # any other section overrides the base for every point
       max_steps: 3000
+
+A named axis is for values that only make sense together (a seq2seq forecaster with its scheduled sampling
+next to a direct one that refuses it); the point's name and the final table show its label.
 
 Point i of a grid trains with `train.seed` = 0..seeds-1 and lives in `<run.dir>/<name>/<point name>`, e.g.
 `runs/cells_trump/cell=gru,seed=1` (the last part of each key, the full key where two would read alike).
@@ -58,7 +64,7 @@ class Sweep:
     name: str
     base: dict
     source: str  # the file (or preset) the base came from, for messages
-    grid: dict[str, list] = field(default_factory=dict)  # dotted key -> values, in order
+    grid: dict[str, list | dict] = field(default_factory=dict)  # dotted key -> values; axis -> {label: {key: value}}
     seeds: int = 1
     jobs: int = 1
     labels: dict[str, list[str]] = field(default_factory=dict)  # key -> each value as its folder name shows it
@@ -72,14 +78,14 @@ class Sweep:
 
     @property
     def keys(self) -> list[str]:
-        """The dotted keys a point varies: the grid's, then train.seed when there are seeds."""
+        """What a point varies: the grid's keys (and named axes), then train.seed."""
         return list(self.grid) + ([SEED_KEY] if SEED_KEY not in self.grid else [])
 
     def points(self) -> list[Point]:
         """Every combination of the grid values times the seeds, validated; one ConfigError lists every problem."""
         check_sweep(self)
-        axes = [[(key, value, label) for value, label in zip(values, self._labels(key), strict=True)]
-                for key, values in self.grid.items()]
+        axes = [[(key, value, label) for value, label in zip(self._values(key), self._labels(key), strict=True)]
+                for key in self.grid]
         if SEED_KEY not in self.grid:
             axes.append([(SEED_KEY, seed, str(seed)) for seed in range(self.seeds)])
         short = short_names(self.keys)
@@ -90,11 +96,13 @@ class Sweep:
             values = {key: value for key, value, _ in combo}
             raw = copy.deepcopy(self.base)
             for key, value in values.items():
-                _set(raw, key, value)
+                for dotted, item in (value.items() if is_axis(key) else [(key, value)]):
+                    _set(raw, dotted, item)
             _set(raw, "run.name", name)
             try:
                 cfg = config_from_dict(raw, self.source, self.overridden)
-                points.append(Point(name, {key: _get(cfg, key) for key in values}, cfg))  # as converted (1e-3)
+                shown = {key: label if is_axis(key) else _get(cfg, key) for key, _, label in combo}  # 1e-3 -> 0.001
+                points.append(Point(name, shown, cfg))
             except ConfigError as err:  # each problem once, with the points that have it
                 problems.setdefault(str(err).removeprefix(f"{self.source}: "), []).append(name)
         if problems:
@@ -103,8 +111,18 @@ class Sweep:
             raise ConfigError(f"{self.source}: {'; '.join(said)}")
         return points
 
+    def _values(self, key: str) -> list:
+        return list(self.grid[key].values()) if is_axis(key) else self.grid[key]
+
     def _labels(self, key: str) -> list[str]:
-        return [_safe(text) for text in self.labels[key]] if key in self.labels else [_label(v) for v in self.grid[key]]
+        if key in self.labels:
+            return [_safe(text) for text in self.labels[key]]
+        return [_label(v) for v in (self.grid[key] if not is_axis(key) else list(self.grid[key]))]
+
+
+def is_axis(key: str) -> bool:
+    """A named axis of a sweep file's grid (`feeding:`), not a dotted config key."""
+    return "." not in key
 
 
 # ---------------------------------------------------------------- building a sweep
@@ -126,8 +144,9 @@ def load_sweep(config: str | Path, *, grids: list[str] | tuple[str, ...] = (), s
                ) -> Sweep:
     """A sweep from a config or sweep file (or a preset or shipped sweep name) and the command line's options.
 
-    `--grid` adds a key to the file's grid (or replaces the file's values of that key); seeds, name and jobs
-    replace the file's. `overrides` (`--set`) apply to every point. Raises ConfigError / UsageError.
+    `--grid` adds a key to the file's grid (or replaces the file's values of that key; of a named axis, it picks
+    labels: --grid variant=a,b); seeds, name and jobs replace the file's. `overrides` (`--set`) apply to every
+    point. Raises ConfigError / UsageError.
     """
     path = resolve_sweep_file(config)
     raw = read_yaml(path)
@@ -146,6 +165,9 @@ def load_sweep(config: str | Path, *, grids: list[str] | tuple[str, ...] = (), s
                   overridden={".".join(parse_override(text)[0]) for text in overrides})
     for text in grids:
         key, values, typed = parse_grid(text)
+        if is_axis(key) and isinstance(sweep.grid.get(key), dict):  # a named axis of the file: some of its labels
+            sweep.grid[key] = _pick_labels(sweep.grid[key], typed, key)
+            continue
         sweep.grid[key] = values
         sweep.labels[key] = typed
     sweep.seeds = seeds if seeds is not None else sweep.seeds
@@ -153,6 +175,14 @@ def load_sweep(config: str | Path, *, grids: list[str] | tuple[str, ...] = (), s
     sweep.name = name if name is not None else sweep.name
     check_sweep(sweep)
     return sweep
+
+
+def _pick_labels(axis: dict, labels: list[str], key: str) -> dict:
+    unknown = [label for label in labels if label not in axis]
+    if unknown:
+        raise UsageError(f"--grid {key}={','.join(labels)}: {', '.join(unknown)} not a label of the named axis {key} "
+                         f"({', '.join(map(str, axis))})")
+    return {label: axis[label] for label in labels}
 
 
 def resolve_sweep_file(config: str | Path) -> Path:
@@ -173,6 +203,9 @@ def check_sweep(sweep: Sweep) -> None:
     problems = []
     known = [key for key, _, _ in describe_fields()]
     for key, values in sweep.grid.items():
+        if is_axis(key):
+            problems += _axis_problems(key, values, known)
+            continue
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]}?" if close else "; grid keys are dotted config keys (model.cell)"
@@ -194,6 +227,23 @@ def check_sweep(sweep: Sweep) -> None:
         problems.append(f"name: {name!r} must name one folder under run.dir (no '/', not '.' or '..')")
     if problems:
         raise UsageError(f"{sweep.source}: {'; '.join(problems)}")
+
+
+def _axis_problems(axis: str, values: Any, known: list[str]) -> list[str]:
+    if not isinstance(values, dict) or not values:
+        return [f"grid {axis}: a named axis (no dot) maps labels to keys, e.g. {axis}: {{a: {{model.cell: gru}}}}; "
+                f"a config key is dotted (model.cell)"]
+    problems = []
+    for label, keys in values.items():
+        if not isinstance(keys, dict):  # {} is the base config itself
+            problems.append(f"grid {axis}.{label}: expected a mapping of dotted keys to values, got {keys!r}")
+            continue
+        for key in keys:
+            if key not in known or key in FORBIDDEN_KEYS or key == SEED_KEY:
+                close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]}?" if close and close[0] != key else ""
+                problems.append(f"grid {axis}.{label}: {key}: not a key a named axis can set{hint}")
+    return problems
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
