@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
+from conftest import train_run, working_folder
 from safetensors.torch import load_file
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
@@ -48,16 +48,10 @@ CONFIGS = {
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     """A folder with runs/<name> for every config above, each trained a few steps."""
-    folder = tmp_path_factory.mktemp("export")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("RNNKIT_DATA", str(folder / "data"))
-    mp.chdir(folder)
-    for name, config in CONFIGS.items():
-        (folder / f"{name}.yaml").write_text(yaml.safe_dump(config))
-        result = CliRunner().invoke(app, ["train", f"{name}.yaml", "--quiet"])
-        assert result.exit_code == 0, result.output
-    yield folder
-    mp.undo()
+    with working_folder(tmp_path_factory.mktemp("export")) as folder:
+        for name, config in CONFIGS.items():
+            train_run(folder, config, name)
+        yield folder
 
 
 def _export(*args):

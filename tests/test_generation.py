@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-import yaml
+from conftest import train_run, working_folder
 from typer.testing import CliRunner
 
 from rnnkit.cli import app
@@ -63,15 +63,8 @@ def test_max_len_out_of_range_is_a_usage_error_with_the_configs_limits(max_len, 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """A tiny LSTM trained for 20 steps on the Reber grammar: runs/tiny under a module-wide folder."""
-    root = tmp_path_factory.mktemp("generate")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("RNNKIT_DATA", str(root / "data"))
-    mp.chdir(root)
-    (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    result = CliRunner().invoke(app, ["train", "tiny.yaml", "--quiet"])
-    assert result.exit_code == 0, result.output
-    yield root / "runs" / "tiny"
-    mp.undo()
+    with working_folder(tmp_path_factory.mktemp("generate")) as root:
+        yield train_run(root, TINY)
 
 
 def _generate(run, *args):

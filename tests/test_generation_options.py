@@ -6,6 +6,7 @@ import json
 
 import pytest
 import yaml
+from conftest import train_run, working_folder
 from typer.testing import CliRunner
 
 from rnnkit.cli import app
@@ -23,15 +24,8 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("generate_options")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("RNNKIT_DATA", str(root / "data"))
-    mp.chdir(root)
-    (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    result = CliRunner().invoke(app, ["train", "tiny.yaml", "--quiet"])
-    assert result.exit_code == 0, result.output
-    yield root / "runs" / "tiny"
-    mp.undo()
+    with working_folder(tmp_path_factory.mktemp("generate_options")) as root:
+        yield train_run(root, TINY)
 
 
 def _generate(run, *args):

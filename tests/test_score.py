@@ -7,7 +7,7 @@ import json
 import math
 
 import pytest
-import yaml
+from conftest import train_run, working_folder
 from typer.testing import CliRunner
 
 from rnnkit.cli import app
@@ -38,18 +38,12 @@ STREAM = {
 def runs(tmp_path_factory):
     """runs/sentences and runs/windows (data.window 12), trained for 20 steps on the Reber grammar, and
     runs/stream, 40 steps on indented code (data.mode: stream)."""
-    root = tmp_path_factory.mktemp("score")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("RNNKIT_DATA", str(root / "data"))
-    mp.chdir(root)
     windows = {**TINY, "data": {**TINY["data"], "mode": "windows", "window": WINDOW}}
-    (root / "code.py").write_text(CODE)
-    for name, config in (("sentences", TINY), ("windows", windows), ("stream", STREAM)):
-        (root / f"{name}.yaml").write_text(yaml.safe_dump(config))
-        result = CliRunner().invoke(app, ["train", f"{name}.yaml", "--quiet"])
-        assert result.exit_code == 0, result.output
-    yield root
-    mp.undo()
+    with working_folder(tmp_path_factory.mktemp("score")) as root:
+        (root / "code.py").write_text(CODE)
+        for name, config in (("sentences", TINY), ("windows", windows), ("stream", STREAM)):
+            train_run(root, config, name)
+        yield root
 
 
 def _score(*args, input=None):

@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 import yaml
+from conftest import train_run, working_folder
 from typer.testing import CliRunner
 
 import rnnkit
@@ -29,15 +30,9 @@ TINY = {
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """A folder holding one tiny trained run, runs/tiny, with RNNKIT_DATA inside it."""
-    root = tmp_path_factory.mktemp("loaded")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("RNNKIT_DATA", str(root / "data"))
-    mp.chdir(root)
-    (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    result = CliRunner().invoke(app, ["train", "tiny.yaml"])
-    assert result.exit_code == 0, result.output
-    yield root
-    mp.undo()
+    with working_folder(tmp_path_factory.mktemp("loaded")) as root:
+        train_run(root, TINY)
+        yield root
 
 
 def test_load_reads_config_task_model_and_the_step_of_its_weights(work):
