@@ -293,8 +293,8 @@ def _window(history: int, horizon: int, last: int, what: str) -> int:
 def _forecast(task, run, split: str, day: int, first: int) -> tuple[Tensor, Tensor]:
     """(forecast, truth) counts (K, N) of one window, through make_batch and the model as `eval` runs them."""
     batch = task.make_batch(split, torch.tensor([[day, first]]))
-    # ForecastTask.report scores counts(_predict(...)[-1]): the forecast after the last input step
-    pred = task._predict(run.model, batch, run.device)[-1]  # (1, K, N) normalised
+    # ForecastTask.report scores counts(forecast(...)[-1]): the forecast after the last input step
+    pred = task.forecast(run.model, batch, run.device)[-1]  # (1, K, N) normalised
     return task.counts(pred)[0], batch.truth[0]
 
 

@@ -125,7 +125,7 @@ class ForecastTask:
             return F.huber_loss(pred, y, reduction="sum", delta=t.huber_delta)
         return F.mse_loss(pred, y, reduction="sum")
 
-    def _predict(self, model: nn.Module, batch, device: torch.device, teacher_forcing: float = 0.0) -> Tensor:
+    def forecast(self, model: nn.Module, batch, device: torch.device, teacher_forcing: float = 0.0) -> Tensor:
         """Normalised forecasts (H, B, K, N) after every input step (direct), or (1, B, K, N) after the last one
         (seq2seq, whose decoder reads the truth y with probability teacher_forcing, else its own forecasts)."""
         x = batch.x.to(device, non_blocking=True)
@@ -150,7 +150,7 @@ class ForecastTask:
         teacher_forcing: the probability that the seq2seq decoder reads the true previous values (the trainer
         passes the schedule's value, or nothing: pure teacher forcing); the config refuses p < 1 for direct.
         """
-        pred = self._predict(model, batch, device, teacher_forcing)
+        pred = self.forecast(model, batch, device, teacher_forcing)
         pred, y = self._supervised(pred, batch.y.to(device, non_blocking=True))
         count = torch.tensor(float(y.numel()), device=device)
         return self._errors(pred, y), count, int(batch.lengths.sum())
@@ -166,7 +166,7 @@ class ForecastTask:
         """Summed loss plus PVCGN's masked error sums per horizon (original scale, last input step)."""
         from rnnkit.evaluation.metrics import masked_error_sums
 
-        pred = self._predict(model, batch, device)  # free running: the honest forecast
+        pred = self.forecast(model, batch, device)  # free running: the honest forecast
         p, t = self._supervised(pred, batch.y.to(device))
         sums = {"loss_sum": float(self._errors(p, t)), "count": float(t.numel())}
         errors = masked_error_sums(self.counts(pred[-1]), batch.truth)
@@ -216,7 +216,7 @@ class ForecastTask:
         try:
             for batch in self.batches(split, max(batch_size, 512), 0, False):
                 truth, windows = batch.truth, batch.windows
-                forecasts = {"model": self.counts(self._predict(model, batch, device)[-1]),
+                forecasts = {"model": self.counts(self.forecast(model, batch, device)[-1]),
                              **self.baseline_forecasts(split, windows)}
                 for key, pred in forecasts.items():
                     totals[key] = add_sums(totals[key], masked_error_sums(pred, truth))
