@@ -7,7 +7,7 @@ import yaml
 from typer.testing import CliRunner
 
 from rnnkit.cli import app
-from rnnkit.diagnostics.gradients import check_distinct, compare_variants
+from rnnkit.diagnostics.targets import check_distinct, compare_variants
 from rnnkit.errors import UsageError
 
 FAST = ["--length", "30", "--batches", "1"]

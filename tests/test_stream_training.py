@@ -158,7 +158,7 @@ def test_the_trump_stream_preset_trains_on_the_raw_speeches(tmp_path):
 
 
 def test_inspect_grads_reads_a_stream_run_in_windows_of_its_own_corpus(tmp_path, key_corpus, monkeypatch):
-    from rnnkit.diagnostics.gradients import inspect_target
+    from rnnkit.diagnostics.targets import inspect_target
 
     monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "data"))
     run(stream_cfg(tmp_path, key_corpus, max_steps=2, eval_every=2), tmp_path, "grads")
