@@ -18,8 +18,8 @@ Conventions are torch.nn's: gate order LSTM (i, f, g, o), GRU (r, z, n) with
 
 Masks (variable lengths): where `mask[t, b]` is False the state is carried over (`h_t = h_{t-1}`,
 `c_t = c_{t-1}`), the output is zero and no gradient flows through the step's gates. Any pattern is
-allowed, so a reverse direction is `flip(0)` of x_proj and mask (padding first, carrying the initial
-state), with the outputs flipped back.
+allowed, so a reverse direction (`reverse=True`) is `flip(0)` of x_proj and mask (padding first, carrying
+the initial state), with the outputs flipped back.
 
 Double backward is not supported (`once_differentiable`): gradient-of-gradient needs the reference layers.
 The per-step pointwise functions can be wrapped with `torch.compile` for CUDA (`compile_pointwise`).
@@ -387,19 +387,29 @@ def _check(x_proj: Tensor, h0: Tensor, w_hh: Tensor, gates: int) -> None:
                          f"w_hh {tuple(w_hh.shape)} for {gates} gate(s)")
 
 
-def lstm_sequence(x_proj: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, mask: Tensor | None = None):
+def _flipped(x_proj: Tensor, mask: Tensor | None, reverse: bool):
+    """The inputs of a reverse pass as a forward one: x_proj and mask flipped in time (padding first)."""
+    if not reverse:
+        return x_proj, mask
+    return x_proj.flip(0), (mask.flip(0) if mask is not None else None)
+
+
+def lstm_sequence(x_proj: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, mask: Tensor | None = None,
+                  reverse: bool = False):
     """LSTM over time with a hand-written backward.
 
     x_proj (T, B, 4H) = x @ W_ih^T + b_ih + b_hh (gate order i, f, g, o); h0, c0 (B, H); w_hh (4H, H);
-    mask (T, B) bool or None (False = padded step: state carried, output zero).
+    mask (T, B) bool or None (False = padded step: state carried, output zero); reverse: walk t = T-1 .. 0.
     Returns (outputs (T, B, H), h_T (B, H), c_T (B, H)). Differentiable once w.r.t. all tensors.
     """
     _check(x_proj, h0, w_hh, 4)
-    return _LSTMFunction.apply(x_proj, h0, c0, w_hh, _prepare_mask(mask, x_proj))
+    x_proj, mask = _flipped(x_proj, mask, reverse)
+    out, h, c = _LSTMFunction.apply(x_proj, h0, c0, w_hh, _prepare_mask(mask, x_proj))
+    return (out.flip(0) if reverse else out), h, c
 
 
 def gru_sequence(x_proj: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor | None = None,
-                 mask: Tensor | None = None):
+                 mask: Tensor | None = None, reverse: bool = False):
     """GRU over time with a hand-written backward.
 
     x_proj (T, B, 3H) = x @ W_ih^T + b_ih (gate order r, z, n); h0 (B, H); w_hh (3H, H); b_hh (3H,) or
@@ -407,11 +417,13 @@ def gru_sequence(x_proj: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor | None =
     Returns (outputs (T, B, H), h_T (B, H)).
     """
     _check(x_proj, h0, w_hh, 3)
-    return _GRUFunction.apply(x_proj, h0, w_hh, b_hh, _prepare_mask(mask, x_proj))
+    x_proj, mask = _flipped(x_proj, mask, reverse)
+    out, h = _GRUFunction.apply(x_proj, h0, w_hh, b_hh, _prepare_mask(mask, x_proj))
+    return (out.flip(0) if reverse else out), h
 
 
 def rnn_sequence(x_proj: Tensor, h0: Tensor, w_hh: Tensor, nonlinearity: str = "tanh",
-                 mask: Tensor | None = None):
+                 mask: Tensor | None = None, reverse: bool = False):
     """Elman RNN over time with a hand-written backward.
 
     x_proj (T, B, H) = x @ W_ih^T + b_ih + b_hh; h0 (B, H); w_hh (H, H); nonlinearity "tanh" or "relu";
@@ -420,4 +432,6 @@ def rnn_sequence(x_proj: Tensor, h0: Tensor, w_hh: Tensor, nonlinearity: str = "
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', not {nonlinearity!r}")
     _check(x_proj, h0, w_hh, 1)
-    return _RNNFunction.apply(x_proj, h0, w_hh, nonlinearity == "relu", _prepare_mask(mask, x_proj))
+    x_proj, mask = _flipped(x_proj, mask, reverse)
+    out, h = _RNNFunction.apply(x_proj, h0, w_hh, nonlinearity == "relu", _prepare_mask(mask, x_proj))
+    return (out.flip(0) if reverse else out), h

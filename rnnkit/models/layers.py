@@ -4,12 +4,15 @@ Parameters carry torch.nn's names (`weight_ih_l0`, `bias_hh_l1_reverse`, ...) an
 `state_dict` moves between these layers and `torch.nn.RNN/GRU/LSTM` unchanged (`from_torch`, `to_torch`).
 
 Two backends compute the same function (`backend=`, the config's `model.backend`):
-- "reference": the readable loop below, autograd recording every op of every step;
-- "fused": per (layer, direction) one autograd.Function with a hand-written backward through time
-  (`fused.py`), the input projection still one matmul here;
-- "auto" (default): fused where it runs (CPU or CUDA; float32, float64, bfloat16; no autocast),
-  reference otherwise. Recording gates or hidden states (TensorBoard histograms, inspect-grads) always
-  takes the reference loop, which is the one that can keep every step's tensors.
+- "reference": the readable loop below, autograd recording every op of every step: the definition the
+  others are tested against;
+- "fused": per (layer, direction) one autograd.Function with a hand-written backward through time: on
+  CPU in float32/float64 the compiled kernels (`extension/`, built on first use, input projection
+  included), elsewhere or without a C++ compiler the Python Functions of `fused.py`;
+- "auto" (default): fused or reference by the measured rule of `auto_takes_fused` where fused runs (CPU
+  or CUDA; float32, float64, bfloat16; no autocast), reference otherwise. Recording gates or hidden
+  states (TensorBoard histograms, inspect-grads) always takes the reference loop, which is the one that
+  can keep every step's tensors.
 
 The reference time loop follows the techniques that pay in eager PyTorch:
 - the input projection of all time steps is one matmul before the loop (it does not depend on h);
@@ -28,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from rnnkit.models import fused
+from rnnkit.models import extension, fused
 from rnnkit.models.cells import GRU_GATES, LSTM_GATES, activation, gru_update, lstm_update
 from rnnkit.models.losses import lengths_to_mask
 
@@ -46,6 +49,24 @@ def fused_unsupported(x: Tensor) -> str | None:
     if torch.is_autocast_enabled(x.device.type):
         return "autocast (mixed precision) is on"
     return None
+
+
+def compiled_kernels(x: Tensor) -> bool:
+    """Whether the fused path runs on the compiled kernels for input x (`extension`: CPU float32 and float64,
+    when they build and load), rather than on the Python Functions of `fused.py` (any device and dtype)."""
+    return extension.supports(x) and extension.load()
+
+
+def auto_takes_fused(layer: _RecurrentLayer, x: Tensor) -> bool:
+    """backend "auto": the fused path or the reference loop for input x, by the measured rule below.
+
+    Figures: bench/run.py's training step (embedding 64, one layer, forward + backward + SGD) at (B, T, H) =
+    (32,100,256) (64,100,512) (128,256,512) (64,100,1024), torch.nn time / variant time on this project's
+    2-core CPU (torch 2.13); see README ## Speed for the commands and full tables.
+    - Compiled kernels (CPU float32/float64): ... always faster than the reference loop.
+    - CUDA: the fused Functions (no GPU figure yet; the per-step Python of the reference loop is the same).
+    """
+    return True
 
 
 class _RecurrentLayer(nn.Module):
@@ -128,9 +149,14 @@ class _RecurrentLayer(nn.Module):
         """One step from the projected input (B, G*H) -> (new state, gate tensors)."""
         raise NotImplementedError
 
-    def _fused(self, xw: Tensor, state: State, w_hh: Tensor, b_hh: Tensor | None, mask: Tensor | None):
-        """The whole sequence on the fast path: xw (T, B, G*H), mask (T, B) bool or None
+    def _fused(self, xw: Tensor, state: State, w_hh: Tensor, b_hh: Tensor | None, mask: Tensor | None,
+               reverse: bool):
+        """The whole sequence on the Python fast path (`fused.py`): xw (T, B, G*H), mask (T, B) bool or None
         -> (outputs (T, B, H), final state)."""
+        raise NotImplementedError
+
+    def _compiled(self, x: Tensor, state: State, weights: tuple, mask: Tensor | None, reverse: bool):
+        """The same from the layer input x (T, B, D), projection included, on the compiled kernels."""
         raise NotImplementedError
 
     def _project(self, x: Tensor, w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor:
@@ -202,22 +228,29 @@ class _RecurrentLayer(nn.Module):
         reason = fused_unsupported(x)
         if reason is not None and self.backend == "fused":
             raise ValueError(f"backend 'fused' cannot run here: {reason}; use backend 'auto' or 'reference'")
-        return reason is None
+        return reason is None and (self.backend == "fused" or auto_takes_fused(self, x))
+
+    def path(self, x: Tensor) -> str:
+        """Which implementation a forward pass on x runs: "reference", "python fused" or "compiled"."""
+        if not self.uses_fused(x):
+            return "reference"
+        return "compiled" if compiled_kernels(x) else "python fused"
 
     def _scan_fused(self, x: Tensor, state: State, layer: int, direction: int, mask: Tensor | None):
         """`_scan` on the fast path, same arguments and results (never gates).
 
-        The Functions run forward in time; the reverse direction reads the flipped sequence (padding
-        first: masked steps carry the initial state to each sequence's own last step) and its outputs
-        are flipped back.
+        The reverse direction walks t = T-1 .. 0 (padding first: masked steps carry the initial state to
+        each sequence's own last step).
         """
-        w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
-        xw = self._project(x, w_ih, b_ih, b_hh)  # (T, B, G*H)
+        weights = self._weights(layer, direction)  # w_ih, w_hh, b_ih, b_hh
         m = mask[..., 0] if mask is not None else None  # (T, B)
-        if direction:
-            xw, m = xw.flip(0), (m.flip(0) if m is not None else None)
-        out, final = self._fused(xw, state, w_hh, b_hh, m)
-        return (out.flip(0) if direction else out), final, None
+        if compiled_kernels(x):
+            out, final = self._compiled(x, state, weights, m, bool(direction))
+            return out, final, None
+        w_ih, w_hh, b_ih, b_hh = weights
+        xw = self._project(x, w_ih, b_ih, b_hh)  # (T, B, G*H)
+        out, final = self._fused(xw, state, w_hh, b_hh, m, bool(direction))
+        return out, final, None
 
     def _scan(self, x: Tensor, state: State, layer: int, direction: int, mask: Tensor | None):
         """One direction of one layer: x (T, B, D) -> (outputs (T, B, H), final state, gates or None).
@@ -401,8 +434,12 @@ class RNN(_RecurrentLayer):
         pre = torch.addmm(xw_t, state[0], w_hh_t)  # (B, H)
         return (self._activation(pre),), (pre,)
 
-    def _fused(self, xw, state, w_hh, b_hh, mask):
-        out, h = fused.rnn_sequence(xw, state[0], w_hh, self.nonlinearity, mask)
+    def _fused(self, xw, state, w_hh, b_hh, mask, reverse):
+        out, h = fused.rnn_sequence(xw, state[0], w_hh, self.nonlinearity, mask, reverse)
+        return out, (h,)
+
+    def _compiled(self, x, state, weights, mask, reverse):
+        out, h = extension.rnn_layer(x, *weights, state[0], self.nonlinearity, mask, reverse)
         return out, (h,)
 
     def _torch_kwargs(self):
@@ -434,8 +471,12 @@ class GRU(_RecurrentLayer):
         h, gates = gru_update(xw_t, gh, h)
         return (h,), gates
 
-    def _fused(self, xw, state, w_hh, b_hh, mask):
-        out, h = fused.gru_sequence(xw, state[0], w_hh, b_hh, mask)
+    def _fused(self, xw, state, w_hh, b_hh, mask, reverse):
+        out, h = fused.gru_sequence(xw, state[0], w_hh, b_hh, mask, reverse)
+        return out, (h,)
+
+    def _compiled(self, x, state, weights, mask, reverse):
+        out, h = extension.gru_layer(x, *weights, state[0], mask, reverse)
         return out, (h,)
 
 
@@ -471,8 +512,12 @@ class LSTM(_RecurrentLayer):
         h, c, acts = lstm_update(gates, c)
         return (h, c), acts
 
-    def _fused(self, xw, state, w_hh, b_hh, mask):
-        out, h, c = fused.lstm_sequence(xw, state[0], state[1], w_hh, mask)
+    def _fused(self, xw, state, w_hh, b_hh, mask, reverse):
+        out, h, c = fused.lstm_sequence(xw, state[0], state[1], w_hh, mask, reverse)
+        return out, (h, c)
+
+    def _compiled(self, x, state, weights, mask, reverse):
+        out, h, c = extension.lstm_layer(x, *weights, state[0], state[1], mask, reverse)
         return out, (h, c)
 
 

@@ -1,10 +1,14 @@
-"""model.backend: the fused layers against the reference loop (outputs, states, gradients), selection
-rules, CharLM training with each backend, the decoding step's folded input table."""
+"""model.backend: the fused layers (compiled kernels and the Python Functions) against the reference loop
+(outputs, states, gradients), selection rules, CharLM training with each backend, the decoding step's folded
+input table."""
+
+import contextlib
 
 import pytest
 import torch
 
-from rnnkit.models import LAYERS, CharLM
+from rnnkit.models import LAYERS, CharLM, extension
+from rnnkit.models.layers import compiled_kernels
 
 D, H, T, B = 5, 8, 7, 4
 KINDS = {"rnn_tanh": ("rnn", {"nonlinearity": "tanh"}), "rnn_relu": ("rnn", {"nonlinearity": "relu"}),
@@ -41,10 +45,16 @@ def run_and_grads(layer, x, state, lengths):
     return out, as_tuple(final), grads
 
 
+def implementation(name):
+    """The fused backend's kernels: "compiled" where they load (see test_extension.py), or "python"."""
+    return extension.disabled() if name == "python" else contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("impl", ["compiled", "python"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_fused_equals_reference_float32(kind, bidirectional, bias):
+def test_fused_equals_reference_float32(kind, bidirectional, bias, impl):
     ref, fast = pair(kind, num_layers=2, bidirectional=bidirectional, bias=bias)
     dirs = 2 if bidirectional else 1
     gen = torch.Generator().manual_seed(1)
@@ -53,7 +63,9 @@ def test_fused_equals_reference_float32(kind, bidirectional, bias):
     state = tuple(torch.randn(2 * dirs, B, H, generator=gen) * 0.5 for _ in range(n_state))
     lengths = torch.tensor([T, 3, 1, 5])
     expect = run_and_grads(ref, x, state, lengths)
-    got = run_and_grads(fast, x, state, lengths)
+    with implementation(impl):
+        assert compiled_kernels(x) == (impl == "compiled" and extension.load())
+        got = run_and_grads(fast, x, state, lengths)
     torch.testing.assert_close(got[0], expect[0], rtol=0, atol=1e-5)
     for a, b in zip(got[1], expect[1], strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
@@ -119,10 +131,12 @@ def train_losses(backend, cell, steps=4):
     return losses, lm
 
 
+@pytest.mark.parametrize("impl", ["compiled", "python"])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_charlm_trains_alike_with_each_backend(cell):
+def test_charlm_trains_alike_with_each_backend(cell, impl):
     ref_losses, ref = train_losses("reference", cell)
-    fast_losses, fast = train_losses("fused", cell)
+    with implementation(impl):
+        fast_losses, fast = train_losses("fused", cell)
     assert fast_losses == pytest.approx(ref_losses, abs=1e-5)
     assert ref_losses[-1] < ref_losses[0]
     for (name, a), b in zip(ref.state_dict().items(), fast.state_dict().values(), strict=True):
