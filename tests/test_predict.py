@@ -240,7 +240,7 @@ def _eval_forecasts(run, split: str = "test") -> dict[tuple[int, int], torch.Ten
     task, out = run.data(), {}
     with torch.no_grad():
         for batch in task.batches(split, 512, 0, False):
-            counts = task.counts(task._predict(run.model, batch, run.device)[-1])  # as report()
+            counts = task.counts(task.forecast(run.model, batch, run.device)[-1])  # as report()
             for (day, first), forecast in zip(batch.windows.tolist(), counts, strict=True):
                 out[day, first] = forecast
     return out
