@@ -273,7 +273,9 @@ def test_the_forecast_of_a_test_window_is_the_one_eval_scores(work):
                                "--json"))[0]
     columns = column_names(3, 2)
     forecast = torch.tensor([[h["forecast"][c] for c in columns] for h in record["horizons"]])
-    assert torch.equal(forecast, scored[day, first])
+    # The same window, read in a batch of 1 here and of 512 by eval: the compiled kernels' matrix products may
+    # round differently with the batch size, so equal to float32 precision, not bit for bit.
+    torch.testing.assert_close(forecast, scored[day, first], rtol=1e-5, atol=1e-4)
     truth = run.data().raw["test"][day, last + 1:last + 4].flatten(1)  # (K, N) counts
     assert torch.equal(torch.tensor([[h["truth"][c] for c in columns] for h in record["horizons"]]), truth)
     assert [h["time"] for h in record["horizons"]] == ["13:15", "13:30", "13:45"]
@@ -285,8 +287,8 @@ def test_the_forecast_of_a_test_window_is_the_one_eval_scores(work):
         path = _write_input(work, name, counts, last)
         again = _records(_predict("runs/forecast", "--input", path, "--json"))[0]
         assert again["last"] == "13:00" and "truth" not in again["horizons"][0]
-        assert torch.equal(torch.tensor([[h["forecast"][c] for c in columns] for h in again["horizons"]]),
-                           scored[day, first]), name
+        again_forecast = torch.tensor([[h["forecast"][c] for c in columns] for h in again["horizons"]])
+        assert torch.equal(again_forecast, forecast), name  # batch of 1 both ways: bit for bit
     csv = _predict("runs/forecast", "--input", work / "window.csv")
     header, *rows = csv.stdout.splitlines()
     assert header == "time,minutes," + ",".join(columns) and len(rows) == 3 and rows[0].startswith("13:15,15,")
