@@ -1,4 +1,12 @@
-"""Decoding speed: characters per second of greedy, sampling, beam 5 and beam 5 + nucleus on a 2-layer LSTM."""
+"""Decoding speed: characters per second of greedy, sampling, beam 5 and beam 5 + nucleus on a 2-layer LSTM, and
+greedy's share of the physical limit.
+
+At batch 1 a step reads every weight once (the recurrent ones, the upper layers' input weights, the decoder;
+layer 0's input is one row of a table), so characters per second cannot exceed this machine's memory
+bandwidth / the weight bytes of a step. The bandwidth is measured here, STREAM's way: a copy of 256 MB (more
+than any cache) counts the bytes read and written. Weights of 12 MB fit in a 32 MB L3 cache, where nothing else
+competes for it: then a step can beat that bound (a fraction above 1).
+"""
 
 from __future__ import annotations
 
@@ -45,6 +53,29 @@ def charlm():
     except Exception as err:  # a model being written concurrently may not import yet
         print(f"(skipping rnnkit CharLM: {type(err).__name__}: {err})")
         return None
+
+
+def copy_bandwidth(device, megabytes: int = 256, repeats: int = 5) -> float:
+    """Bytes per second of copying a buffer larger than the caches (read + write counted), best of repeats."""
+    src = torch.ones(megabytes * 2**20 // 4, device=device)
+    dst = torch.empty_like(src)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        sync(device)
+        start = time.perf_counter()
+        dst.copy_(src)
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * src.numel() * 4 / best
+
+
+def step_weight_bytes(model) -> int:
+    """Bytes of the weights one batch-1 decoding step of CharLM reads: every recurrent layer's W_hh and biases,
+    W_ih of the layers above the first (the first reads one row of its (V, 4H) input table), the decoder."""
+    rnn = model.rnn
+    total = sum(p.numel() * p.element_size() for name, p in rnn.named_parameters() if not name.endswith("_l0")
+                or name.startswith(("weight_hh", "bias_hh")))
+    return total + sum(p.numel() * p.element_size() for p in model.decoder.parameters())
 
 
 def sync(device):
@@ -95,7 +126,9 @@ def run_decoding(device, length: int, repeats: int, echo: bool = True) -> dict[s
     own = charlm()
     if own is not None:
         models["rnnkit CharLM"] = own
-    results = {}
+    results = {"bandwidth_bytes_per_s": copy_bandwidth(device), "threads": torch.get_num_threads()}
+    if own is not None:
+        results["step_weight_bytes"] = step_weight_bytes(own)
     for name, model in models.items():
         results[name] = bench(name, model, device, length, repeats, echo=echo)
         if device.type == "cpu" and isinstance(model, TorchLSTM):
@@ -116,7 +149,24 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; vocab {VOCAB}, embedding {EMBED}, "
           f"hidden {HIDDEN}, {LAYERS} layers, random weights, fixed-length mode")
     for device in devices:
-        run_decoding(device, args.length, args.repeats)
+        limit = physical_limit(run_decoding(device, args.length, args.repeats))
+        if limit:
+            print(f"\ncopy bandwidth {limit['bandwidth_gb_s']:.1f} GB/s, {limit['weight_mb']:.1f} MB of weights per "
+                  f"step: at most {limit['bound_chars_per_s']:,.0f} characters/s; greedy reaches "
+                  f"{limit['greedy_fraction']:.2f} of it; beam 5 costs {limit['beam_vs_greedy']:.2f}x greedy per "
+                  f"character")
+
+
+def physical_limit(results: dict) -> dict:
+    """From run_decoding's results: the bandwidth bound on greedy characters/s, greedy's fraction of it, and
+    what a character of beam 5 costs in greedy characters (time per character, beam / greedy)."""
+    if "rnnkit CharLM" not in results:
+        return {}
+    bound = results["bandwidth_bytes_per_s"] / results["step_weight_bytes"]
+    ours = results["rnnkit CharLM"]
+    return {"bandwidth_gb_s": results["bandwidth_bytes_per_s"] / 1e9, "weight_mb": results["step_weight_bytes"] / 2**20,
+            "bound_chars_per_s": bound, "greedy_fraction": ours["greedy"] / bound,
+            "beam_vs_greedy": ours["greedy"] / ours["beam 5"]}
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ Printed ratios are torch time / variant time (higher is better, 1.0 = parity). `
 process's CPU time (user + system) in place of the wall clock: with `--threads 1` it leaves out the time other
 processes hold the core, the steadiest figure on a shared machine.
 Memory: on CUDA the peak of torch.cuda.max_memory_allocated during a step; on CPU the peak RSS growth during
-a step (Linux: VmHWM after resetting it through /proc/self/clear_refs; else ru_maxrss), measured for the
-compiled variant with its buffer pool emptied first, so that the buffers it keeps between steps count.
+a step (Linux: VmHWM after resetting it through /proc/self/clear_refs; else ru_maxrss), in a child process
+whose allocator returns what is freed (see PEAK_ENV), with the compiled variant's buffer pool emptied first.
 `saved` = bytes kept for backward (autograd saved tensors, by storage). Shapes are (B, T, H); `--quick` runs
 the smallest only. On CUDA, `--tf32` sets torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
 to the same value for both sides (`both` runs the table twice); the header says which.
@@ -35,6 +35,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -84,7 +85,7 @@ def auto_variant(kind: str, hidden: int, tokens, device) -> str:
     return {"reference": "reference", "python fused": "fused", "compiled": "compiled"}[layer.path(x)]
 
 
-CLOCKS = {"wall": time.perf_counter, "cpu": lambda: sum(os.times()[:2])}
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}  # process CPU time: every thread, user + system
 
 
 # --- Measuring ------------------------------------------------------------------------------------
@@ -158,6 +159,37 @@ def peak_memory_mb(step, device, compiled: bool = False) -> float:
         return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
 
 
+# glibc keeps freed memory for reuse, so that RSS growth misses allocations that reuse it (and the compiled
+# kernels keep their large buffers between steps on purpose). The CPU peaks are therefore measured in a child
+# process in which every allocation of 64 KB or more is a mapping of its own, returned to the system when
+# freed, after a warm-up step; the compiled variant's pool is emptied first, so that its buffers count.
+PEAK_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+
+
+def cpu_peaks(kind: str, shape) -> dict[str, float]:
+    """{variant: peak MB} of one step for kind at shape (B, T, H), from a child process (see PEAK_ENV)."""
+    env = {**os.environ, **PEAK_ENV, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    spec = f"{kind}:{','.join(map(str, shape))}"
+    done = subprocess.run([sys.executable, __file__, "--peaks", spec], env=env, capture_output=True, text=True,
+                          check=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def peaks_child(spec: str) -> None:
+    kind, dims = spec.split(":")
+    B, T, H = (int(v) for v in dims.split(","))
+    device = torch.device("cpu")
+    nets = build(kind, H, device, extension.load())
+    gen = torch.Generator().manual_seed(1)
+    tokens, readout = torch.randint(0, VOCAB, (T, B), generator=gen), torch.randn(T, B, H, generator=gen)
+    peaks = {}
+    for name, net in nets.items():
+        step = make_step(net, tokens, readout, python_fused=name == "fused")
+        step()
+        peaks[name] = peak_memory_mb(step, device, compiled=name == "compiled")
+    print(json.dumps(peaks))
+
+
 def saved_mb(net, tokens, readout, python_fused: bool = False) -> float:
     """Bytes autograd keeps for backward (unique storages), MB: the activation memory of a step."""
     storages = {}
@@ -201,12 +233,13 @@ def bench_shape(kind, shape, device, warmup, repeats, graphs, clock: str = "wall
             sync(device)
             times[name].append(now() - start)
     row = {"kind": kind, "B": B, "T": T, "H": H, "clock": clock, "auto": auto_variant(kind, H, tokens, device)}
+    peaks = cpu_peaks(kind, shape) if device.type == "cpu" else {}
     for name, step in steps.items():
         row[name] = {
             "ms": min(times[name]) * 1e3,  # other load only ever adds time: the fastest repeat is the cleanest
             "median_ms": statistics.median(times[name]) * 1e3,
             "max_ms": max(times[name]) * 1e3,
-            "peak_mb": peak_memory_mb(step, device, compiled=name == "compiled"),
+            "peak_mb": peaks[name] if name in peaks else peak_memory_mb(step, device),
             "saved_mb": saved_mb(nets[name], tokens, readout, name == "fused") if name != "fused+graph" else None,
         }
     if graphs:
@@ -258,7 +291,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="wall time or process CPU time")
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--peaks", default=None, help=argparse.SUPPRESS)  # the child of cpu_peaks: KIND:B,T,H
     args = parser.parse_args()
+    if args.peaks:
+        return peaks_child(args.peaks)
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -58,15 +58,24 @@ def compiled_kernels(x: Tensor) -> bool:
 
 
 def auto_takes_fused(layer: _RecurrentLayer, x: Tensor) -> bool:
-    """backend "auto": the fused path or the reference loop for input x, by the measured rule below.
+    """backend "auto": the fused path or the reference loop for input x (T, B, D), by the measured rule below.
 
-    Figures: bench/run.py's training step (embedding 64, one layer, forward + backward + SGD) at (B, T, H) =
-    (32,100,256) (64,100,512) (128,256,512) (64,100,1024), torch.nn time / variant time on this project's
-    2-core CPU (torch 2.13); see README ## Speed for the commands and full tables.
-    - Compiled kernels (CPU float32/float64): ... always faster than the reference loop.
-    - CUDA: the fused Functions (no GPU figure yet; the per-step Python of the reference loop is the same).
+    Figures: `python bench/run.py --sections train --threads 1 --clock cpu`, a training step (embedding 64, one
+    layer, forward + backward + SGD), torch.nn time / variant time on this project's 2-core CPU (torch 2.13),
+    at (B, T, H) = (32,100,256) (64,100,512) (128,256,512) (64,100,1024); README ## Speed has the full tables.
+    - Compiled kernels (CPU float32/float64, when they build): LSTM 1.25 1.26 1.16 1.06, GRU 2.67 2.52 2.61
+      2.36, Elman 1.00 2.13 2.14 2.50, against at most 1.12 for the reference loop: always fused.
+    - CUDA: the fused Functions (no GPU figure yet: unmeasured; the reference loop's per-step ops are more).
+    - CPU without the compiled kernels, reference / Python fused: LSTM 0.50/0.45 0.47/0.50 0.45/0.45 0.39/0.44,
+      GRU 0.89/1.00 1.08/0.91 0.99/0.83 0.95/0.95, Elman 1.00/1.00 1.06/1.13 1.02/0.98 1.12/1.16. The GRU's
+      all-steps backward factors (peak memory 1.3 GB against 0.7 GB at (128,256,512)) and the LSTM's per-step
+      launches trade places at about B*T*H = 2**20: below it the GRU takes fused and the LSTM the reference
+      loop, above it the other way round; the Elman RNN takes fused.
     """
-    return True
+    if compiled_kernels(x) or x.device.type != "cpu":
+        return True
+    small = x.shape[0] * x.shape[1] * layer.hidden_size <= 2**20
+    return {"lstm": not small, "gru": small, "rnn": True}[layer._cell]
 
 
 class _RecurrentLayer(nn.Module):
@@ -360,9 +369,15 @@ class _RecurrentLayer(nn.Module):
         """`one_step` from layer 0's projected input xw0 (B, G*H) (see `project_input`) -> new state.
 
         The loop works on plain (B, H) views of the state, one per layer, and stacks once at the end.
+        Without autograd, on the compiled kernels (CPU float32/float64, backend other than "reference") the
+        whole step is one C++ call that reads each weight once for all rows (`extension.stack_step`).
         """
         self._check_steppable()
         states = self._initial_states(state, xw0.shape[0], xw0)
+        if self.backend != "reference" and not torch.is_grad_enabled() and compiled_kernels(xw0):
+            weights = [self._weights(layer, 0) for layer in range(self.num_layers)]
+            kind = getattr(self, "nonlinearity", None)
+            return self._public_state(extension.stack_step(self._cell, kind, xw0, states, weights))
         xw, new = xw0, []
         for layer in range(self.num_layers):
             w_ih, w_hh, b_ih, b_hh = self._weights(layer, 0)
@@ -419,6 +434,7 @@ class RNN(_RecurrentLayer):
     """
 
     num_gates, state_size, gate_names, torch_class = 1, 1, ("preactivation",), nn.RNN
+    _cell = "rnn"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, dropout=0.0,
                  bidirectional=False, nonlinearity="tanh", backend="auto"):
@@ -457,6 +473,7 @@ class GRU(_RecurrentLayer):
     """
 
     num_gates, state_size, gate_names, torch_class = 3, 1, GRU_GATES, nn.GRU
+    _cell = "gru"
     # The reset gate multiplies (W_hn h + b_hn): b_hh must stay inside the recurrent product.
     fold_hh_bias = False
 
@@ -490,6 +507,7 @@ class LSTM(_RecurrentLayer):
     """
 
     num_gates, state_size, gate_names, torch_class = 4, 2, LSTM_GATES, nn.LSTM
+    _cell = "lstm"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, dropout=0.0,
                  bidirectional=False, forget_bias=0.0, backend="auto"):

@@ -191,3 +191,22 @@ def test_fused_equals_reference_on_cuda(kind, compiled):
     torch.testing.assert_close(got[0], expect[0], rtol=0, atol=1e-5)
     for name in expect[2]:
         torch.testing.assert_close(got[2][name], expect[2][name], rtol=0, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_auto_follows_the_measured_rule(cell):
+    """auto: the compiled kernels wherever they run; without them, by B*T*H (see layers.auto_takes_fused)."""
+    layer = LAYERS[cell](D, 512)
+    small, large = torch.empty(10, 4, D), torch.empty(100, 64, D)  # B*T*H = 20480 and 3.3 M
+    if extension.load():
+        assert layer.path(small) == layer.path(large) == "compiled"
+    with extension.disabled():
+        paths = (layer.path(small), layer.path(large))
+    expect = {"lstm": ("reference", "python fused"), "gru": ("python fused", "reference"),
+              "rnn": ("python fused", "python fused")}[cell]
+    assert paths == expect
+    layer.backend = "fused"
+    with extension.disabled():
+        assert layer.path(small) == "python fused"
+    layer.backend = "reference"
+    assert layer.path(large) == "reference"

@@ -33,6 +33,7 @@ SOURCE = Path(__file__).with_name("rnn_cpu.cpp")
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
 LDFLAGS = ["-fopenmp"]
 ENV_OFF, ENV_DIR = "RNNKIT_NO_EXTENSION", "RNNKIT_EXTENSION_DIR"
+STALE_LOCK_SECONDS = 600  # a build holds torch's lock file for a minute or so; one older was interrupted
 
 log = logging.getLogger("rnnkit")
 _lock = threading.Lock()
@@ -84,8 +85,10 @@ def _remove_older_builds(folder: Path) -> None:
 def _build_and_load() -> tuple[float | None, Path]:
     """Load the cached library, building it first when it is missing. Returns (build seconds or None, path)."""
     folder = cache_folder()
-    library = folder / f"{NAME}.so"
-    if library.exists() and not (folder / "lock").exists():  # "lock": another process is building it
+    library, lock = folder / f"{NAME}.so", folder / "lock"
+    if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_SECONDS:
+        lock.unlink(missing_ok=True)  # left by a build that was killed: torch would wait for it forever
+    if library.exists() and not lock.exists():  # "lock": another process is building it
         torch.ops.load_library(str(library))
         return None, library
     if not torch.backends.mkl.is_available():

@@ -746,6 +746,167 @@ std::vector<Tensor> rnn_backward(const Tensor& grad_out, const Tensor& grad_hT, 
                                                               w_hh, hs, h0, relu, mask, reverse, need_dx, need_db));
 }
 
+// --- Decoding: one step of the whole stack for a few rows -------------------------------------------
+// At batch 1 (greedy) to a few rows (beam 5), a step is bound by reading every weight once from memory: the
+// products below read each weight row once and take its dot products with every row of the batch while it
+// is in cache, threads splitting the weight rows. Layer 0's input projection arrives precomputed (CharLM
+// looks its rows up in a (V, G*H) table).
+
+// The sum of a vector's lanes by halving (a few vector adds, not one scalar add per lane).
+template <typename V>
+inline auto lanes_sum(const V& v) {
+  if constexpr (sizeof(V) == 16) {
+    return v[0] + v[1] + (sizeof(v[0]) == 4 ? v[2] + v[3] : 0);
+  } else {
+    typedef decltype(v[0] + v[0]) T;
+    typedef T Half __attribute__((vector_size(sizeof(V) / 2)));
+    Half lo, hi;
+    std::memcpy(&lo, &v, sizeof(Half));
+    std::memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof(Half), sizeof(Half));
+    return lanes_sum(lo + hi);
+  }
+}
+
+// out[b, j] (+)= bias[j] + W[j, :] . x[b, :] for R rows b0 .. b0 + R - 1 of x and weight rows j0 .. j1 - 1:
+// each 64-byte piece of a weight row is loaded once and multiplied into the R rows' accumulators (GCC's
+// vector extension: AVX-512 or two AVX2 registers), so that beam 5 reads the weights no more than greedy.
+template <typename T, int R>
+void rows_block(const T* W, int64_t N, int64_t K, int64_t j0, int64_t j1, const T* x, const T* bias,
+                bool accumulate, T* out) {
+  typedef T V __attribute__((vector_size(64)));
+  constexpr int64_t kLanes = 64 / sizeof(T);
+  for (int64_t j = j0; j < j1; ++j) {
+    const T* row = W + j * K;
+    V acc[R] = {};
+    int64_t k = 0;
+    for (; k + kLanes <= K; k += kLanes) {
+      V w;
+      std::memcpy(&w, row + k, sizeof(V));
+      for (int r = 0; r < R; ++r) {
+        V xv;
+        std::memcpy(&xv, x + r * K + k, sizeof(V));
+        acc[r] += w * xv;
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      T sum = (bias ? bias[j] : T(0)) + lanes_sum(acc[r]);
+      for (int64_t i = k; i < K; ++i) sum += row[i] * x[r * K + i];
+      out[r * N + j] = accumulate ? out[r * N + j] + sum : sum;
+    }
+  }
+}
+
+// out (B, N) = x (B, K) W^T (+ bias) (+ out, when accumulate), W (N, K) contiguous. Threads split the weight rows
+// only for weights of 8 MB and more: smaller ones are read by one core faster than threads can be woken, and on
+// a loaded machine a waiting thread costs far more (measured: greedy decoding at 2 threads 40x slower).
+template <typename T>
+void rows_product(const T* x, int64_t B, int64_t K, const Tensor& w, const T* bias, bool accumulate, T* out) {
+  const int64_t N = w.size(0);
+  const T* W = w.data_ptr<T>();
+  const int64_t grain = w.nbytes() >= (int64_t(8) << 20) ? 256 : N;
+  at::parallel_for(0, N, grain, [&](int64_t j0, int64_t j1) {
+    for (int64_t b = 0; b < B; b += 8) {
+      const T* xb = x + b * K;
+      T* ob = out + b * N;
+      switch (std::min<int64_t>(8, B - b)) {
+        case 1: rows_block<T, 1>(W, N, K, j0, j1, xb, bias, accumulate, ob); break;
+        case 2: rows_block<T, 2>(W, N, K, j0, j1, xb, bias, accumulate, ob); break;
+        case 3: rows_block<T, 3>(W, N, K, j0, j1, xb, bias, accumulate, ob); break;
+        case 4: rows_block<T, 4>(W, N, K, j0, j1, xb, bias, accumulate, ob); break;
+        case 5: rows_block<T, 5>(W, N, K, j0, j1, xb, bias, accumulate, ob); break;
+        case 6: rows_block<T, 6>(W, N, K, j0, j1, xb, bias, accumulate, ob); break;
+        case 7: rows_block<T, 7>(W, N, K, j0, j1, xb, bias, accumulate, ob); break;
+        default: rows_block<T, 8>(W, N, K, j0, j1, xb, bias, accumulate, ob); break;
+      }
+    }
+  });
+}
+
+template <typename T>
+const T* optional_ptr(const c10::optional<Tensor>& t) {
+  return t.has_value() && t->defined() ? t->data_ptr<T>() : nullptr;
+}
+
+// kind 0 LSTM, 1 GRU, 2 Elman tanh, 3 Elman relu. xw0 (B, G*H) = layer 0's x W_ih^T + its input biases (LSTM
+// and Elman: b_ih + b_hh, GRU: b_ih); h, c (L, B, H) (c unused but for LSTM); per layer w_ih, w_hh, b_ih,
+// b_hh as torch.nn holds them. Returns the new (h, c) or (h,), each (L, B, H).
+template <typename T>
+std::vector<Tensor> decode_step_impl(int64_t kind, const Tensor& xw0, const Tensor& h, const Tensor& c,
+                                     const std::vector<Tensor>& w_ih, const std::vector<Tensor>& w_hh,
+                                     const std::vector<c10::optional<Tensor>>& b_ih,
+                                     const std::vector<c10::optional<Tensor>>& b_hh) {
+  const int64_t L = h.size(0), B = h.size(1), H = h.size(2), G = xw0.size(1);
+  Tensor h_new = at::empty_like(h), c_new = kind == 0 ? at::empty_like(c) : Tensor();
+  Tensor gates = at::empty({B, G}, h.options()), gx = at::empty({B, G}, h.options());
+  T *g = gates.data_ptr<T>(), *x = gx.data_ptr<T>();
+  for (int64_t l = 0; l < L; ++l) {
+    const T* hl = h.data_ptr<T>() + l * B * H;
+    T* hn = h_new.data_ptr<T>() + l * B * H;
+    const T* below = l ? h_new.data_ptr<T>() + (l - 1) * B * H : nullptr;
+    const int64_t K = l ? w_ih[l].size(1) : 0;
+    if (kind == 1) {  // GRU: the input and recurrent parts apart (r multiplies W_hn h + b_hn)
+      if (l) {
+        rows_product<T>(below, B, K, w_ih[l], optional_ptr<T>(b_ih[l]), false, x);
+      } else {
+        std::memcpy(x, xw0.data_ptr<T>(), B * G * sizeof(T));
+      }
+      rows_product<T>(hl, B, H, w_hh[l], optional_ptr<T>(b_hh[l]), false, g);
+      for (int64_t b = 0; b < B; ++b) {
+        const T *xr = x + b * G, *gr = g + b * G, *hp = hl + b * H;
+        for (int64_t j = 0; j < H; ++j) {
+          T r = sigmoid(xr[j] + gr[j]), z = sigmoid(xr[H + j] + gr[H + j]);
+          T n = tanh_(xr[2 * H + j] + r * gr[2 * H + j]);
+          hn[b * H + j] = n + z * (hp[j] - n);
+        }
+      }
+      continue;
+    }
+    if (l) {  // LSTM and Elman: one sum of both products and both biases
+      const T *bi = optional_ptr<T>(b_ih[l]), *bh = optional_ptr<T>(b_hh[l]);
+      rows_product<T>(below, B, K, w_ih[l], bi, false, g);
+      if (bh) {
+        for (int64_t b = 0; b < B; ++b)
+          for (int64_t j = 0; j < G; ++j) g[b * G + j] += bh[j];
+      }
+    } else {
+      std::memcpy(g, xw0.data_ptr<T>(), B * G * sizeof(T));
+    }
+    rows_product<T>(hl, B, H, w_hh[l], nullptr, true, g);
+    if (kind == 0) {
+      const T* cl = c.data_ptr<T>() + l * B * H;
+      T* cn = c_new.data_ptr<T>() + l * B * H;
+      for (int64_t b = 0; b < B; ++b) {
+        const T* gr = g + b * G;
+        for (int64_t j = 0; j < H; ++j) {
+          T i = sigmoid(gr[j]), f = sigmoid(gr[H + j]), gg = tanh_(gr[2 * H + j]), o = sigmoid(gr[3 * H + j]);
+          T cc = f * cl[b * H + j] + i * gg;
+          cn[b * H + j] = cc;
+          hn[b * H + j] = o * tanh_(cc);
+        }
+      }
+    } else {
+      for (int64_t j = 0; j < B * H; ++j) hn[j] = kind == 3 ? (g[j] > T(0) ? g[j] : T(0)) : tanh_(g[j]);
+    }
+  }
+  if (kind == 0) return {h_new, c_new};
+  return {h_new};
+}
+
+std::vector<Tensor> decode_step(int64_t kind, const Tensor& xw0, const Tensor& h, const c10::optional<Tensor>& c,
+                                std::vector<Tensor> w_ih, std::vector<Tensor> w_hh,
+                                std::vector<c10::optional<Tensor>> b_ih, std::vector<c10::optional<Tensor>> b_hh) {
+  TORCH_CHECK(kind >= 0 && kind <= 3, "rnnkit_cpu: decode_step kind 0..3");
+  TORCH_CHECK(h.dim() == 3 && xw0.dim() == 2 && xw0.size(0) == h.size(1), "rnnkit_cpu: decode_step shapes");
+  const int64_t L = h.size(0);
+  TORCH_CHECK(static_cast<int64_t>(w_ih.size()) == L && static_cast<int64_t>(w_hh.size()) == L &&
+                  static_cast<int64_t>(b_ih.size()) == L && static_cast<int64_t>(b_hh.size()) == L,
+              "rnnkit_cpu: decode_step wants every layer's weights");
+  for (auto& t : w_ih) t = t.contiguous();
+  for (auto& t : w_hh) t = t.contiguous();
+  const Tensor hc = h.contiguous(), cc = kind == 0 ? c.value().contiguous() : Tensor();
+  RNNKIT_DISPATCH(h.scalar_type(), decode_step_impl<scalar>(kind, xw0.contiguous(), hc, cc, w_ih, w_hh, b_ih, b_hh));
+}
+
 int64_t pool_bytes() { return Pool::get().bytes(); }
 
 int64_t pool_release(int64_t limit_bytes) { return Pool::get().release(limit_bytes); }
@@ -755,6 +916,9 @@ int64_t pool_release(int64_t limit_bytes) { return Pool::get().release(limit_byt
 // Gradients that a need_* flag turns off come back as undefined tensors (None in Python).
 TORCH_LIBRARY(rnnkit_cpu, m) {
   m.def("pool_bytes() -> int", &pool_bytes);
+  m.def("decode_step(int kind, Tensor xw0, Tensor h, Tensor? c, Tensor[] w_ih, Tensor[] w_hh, Tensor?[] b_ih, "
+        "Tensor?[] b_hh) -> Tensor[]",
+        &decode_step);
   m.def("pool_release(int limit_bytes) -> int", &pool_release);
   // Forward: (out, h_T[, c_T]) and, with keep (or always for the Elman RNN), what backward reads.
   m.def("lstm_forward(Tensor x, Tensor w_ih, Tensor? bias, Tensor w_hh, Tensor h0, Tensor c0, Tensor? mask, "

@@ -27,9 +27,10 @@ def _ops():
 
 
 def _mask2d(mask: Tensor | None, x: Tensor) -> Tensor | None:
-    """(T, B) bool contiguous, or None when absent (validated like fused.py's)."""
+    """(T, B) bool contiguous (validated like fused.py's), or None when absent or all true (windows of equal
+    lengths: the kernels then skip the masked outputs' copy)."""
     m = _prepare_mask(mask, x)
-    return None if m is None else m[..., 0].contiguous()
+    return None if m is None or bool(m.all()) else m[..., 0].contiguous()
 
 
 def _c(t: Tensor | None) -> Tensor | None:
@@ -128,3 +129,16 @@ def rnn_layer(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: 
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', not {nonlinearity!r}")
     return _RNN.apply(x, w_ih, _folded(b_ih, b_hh), w_hh, h0, nonlinearity == "relu", _mask2d(mask, x), reverse)
+
+
+_STEP_KINDS = {("lstm", None): 0, ("gru", None): 1, ("rnn", "tanh"): 2, ("rnn", "relu"): 3}
+
+
+def stack_step(cell: str, nonlinearity: str | None, xw0: Tensor, state: tuple[Tensor, ...], weights: list[tuple]):
+    """One decoding step of a whole stack, no autograd: xw0 (B, G*H) = layer 0's projected input (biases in, but
+    the GRU's b_hh), state (h,) or (h, c) each (L, B, H), weights[l] = (w_ih, w_hh, b_ih, b_hh) of layer l
+    -> the new state in the same layout (see `layers.step_projected`, whose Python loop this replaces)."""
+    kind = _STEP_KINDS[(cell, nonlinearity if cell == "rnn" else None)]
+    w_ih, w_hh, b_ih, b_hh = (list(column) for column in zip(*weights, strict=True))
+    c = state[1] if cell == "lstm" else None
+    return tuple(_ops().decode_step(kind, xw0, state[0], c, w_ih, w_hh, b_ih, b_hh))
