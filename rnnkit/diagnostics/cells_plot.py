@@ -8,6 +8,7 @@ import numpy as np
 
 from rnnkit.diagnostics.cells import CellReport
 from rnnkit.diagnostics.cells_html import quantise
+from rnnkit.diagnostics.figures import pyplot, save_figure
 from rnnkit.errors import UsageError
 
 PNG_CHARS = 120  # characters drawn
@@ -45,10 +46,7 @@ def plot_heatmap(report: CellReport, path: str | Path, chars: int = PNG_CHARS, r
     """Write a PNG: one row per top-ranked unit, one column per character of the first `chars`, coloured by the
     unit's value on its quantity's range (as the page colours it: blue low, red high)."""
     check_png(path)
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display
-    import matplotlib.pyplot as plt
+    plt = pyplot("--png")
 
     path = Path(path)
     units = heatmap_units(report, rows)
@@ -60,20 +58,12 @@ def plot_heatmap(report: CellReport, path: str | Path, chars: int = PNG_CHARS, r
         q, _, _ = quantise(report.activations[quantity][:n, unit:unit + 1], report.kinds[quantity])
         grid[row] = np.where(q[0] == -128, np.nan, q[0] / 127)
     fig, ax = plt.subplots(figsize=(max(6.0, 2.8 + n * 0.11), 1.2 + 0.32 * len(units)))
-    try:
-        image = ax.imshow(grid, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
-        ax.set_xticks(range(n))
-        ax.set_xticklabels([_shown(c) for c in report.text[:n]], fontsize=7, family="monospace")
-        ax.tick_params(axis="x", length=0)
-        ax.set_yticks(range(len(units)))
-        ax.set_yticklabels([f"{name}: {quantity}[{unit}] r={r:+.2f}" for name, quantity, unit, r in units], fontsize=8)
-        ax.set_title(f"{report.run}: top-ranked units over the first {n} characters", fontsize=9)
-        fig.colorbar(image, ax=ax, fraction=0.02, pad=0.01, label="value on the quantity's range")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-    except OSError as err:
-        raise UsageError(f"--png {path}: cannot write ({err.strerror})") from None
-    finally:
-        plt.close(fig)
-    return path
+    image = ax.imshow(grid, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+    ax.set_xticks(range(n))
+    ax.set_xticklabels([_shown(c) for c in report.text[:n]], fontsize=7, family="monospace")
+    ax.tick_params(axis="x", length=0)
+    ax.set_yticks(range(len(units)))
+    ax.set_yticklabels([f"{name}: {quantity}[{unit}] r={r:+.2f}" for name, quantity, unit, r in units], fontsize=8)
+    ax.set_title(f"{report.run}: top-ranked units over the first {n} characters", fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.02, pad=0.01, label="value on the quantity's range")
+    return save_figure(fig, path, "--png", dpi=110)
