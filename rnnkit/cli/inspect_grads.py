@@ -51,8 +51,8 @@ def inspect_grads(
     --set changes every target alike; --compare inspects each target once per value of a key."""
     # Imported here so that `rnnkit --help` does not load torch.
     from rnnkit.cli.grads_tables import log_range, render
-    from rnnkit.diagnostics.targets import check_distinct, compare_variants, inspect_target
     from rnnkit.diagnostics.plots import plot_profiles, write_tensorboard
+    from rnnkit.diagnostics.targets import check_distinct, compare_variants, inspect_target
 
     if loss_at not in ("last", "all"):
         raise UsageError(f"--loss-at: {loss_at!r} is not one of last, all")
