@@ -273,3 +273,18 @@ def test_decoding_step_equals_the_python_step(kernels, kind, dtype, rows):
     for a, b in zip(got if isinstance(got, tuple) else (got,), expect if isinstance(expect, tuple) else (expect,),
                     strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_gradients_summed_over_blocks_of_steps(kernels, no_python_fused, kind):
+    """Backward sums the weight gradients ~1024 rows at a time: at B = 300 a block is 4 steps, so T = 9 spans
+    three blocks (4, 4, 1), in both directions, with the initial state's step at either end."""
+    ref, fast = pair(kind, 8, torch.float64, bidirectional=True)
+    gen = torch.Generator().manual_seed(5)
+    batch = 300
+    x = torch.randn(9, batch, D, generator=gen, dtype=torch.float64)
+    state = tuple(torch.randn(2, batch, 8, generator=gen, dtype=torch.float64) for _ in range(ref.state_size))
+    lengths = torch.randint(1, 10, (batch,), generator=gen)
+    lengths[0] = 9
+    for lens in (None, lengths):
+        assert_same(run(fast, x, state, lens, False), run(ref, x, state, lens, False), 1e-10)

@@ -110,14 +110,24 @@ Tensor pack(const Tensor& w, int64_t rows) {
 }
 
 // a^T b for a (N, P), b (N, Q) -> a new contiguous (P, Q): the weight gradients, summed over N = T * B rows.
-// On oneDNN computed as (b^T a)^T, the orientation measured fastest (9 ms against 12 ms at N 3200, P 1024),
-// from contiguous copies: a strided operand (the GRU's r and z columns) sent oneDNN to a reference
-// implementation 1000x slower.
+// On oneDNN, computed as (b^T a)^T (the orientation measured fastest: 9 ms against 12 ms at N 3200, P 1024),
+// a block of rows at a time: oneDNN copies a transposed operand whole (+64 MB at N 32768, Q 512, where
+// blocks of 2048 rows added 7 MB in the same time), and a strided one sent it to a reference
+// implementation 1000x slower, so the blocks are made contiguous first. (The backward loops call it on blocks
+// of ~1024 rows, see BlockGrads: one product each.)
 Tensor contiguous_copy(const Tensor& t);
 
 Tensor gram(const Tensor& a, const Tensor& b) {
   if (!use_onednn(a)) return at::mm(a.t(), b);
-  return matmul_t(contiguous_copy(b).t(), contiguous_copy(a).t()).t().contiguous();
+  const int64_t N = a.size(0), width = std::max(a.size(1), b.size(1));
+  const int64_t rows = std::max<int64_t>(2048, (int64_t(1) << 20) / width);  // ~4 MB of float32 per operand
+  Tensor sum;  // (Q, P)
+  for (int64_t first = 0; first < N; first += rows) {
+    const int64_t n = std::min(rows, N - first);
+    Tensor part = matmul_t(contiguous_copy(b.narrow(0, first, n)).t(), contiguous_copy(a.narrow(0, first, n)).t());
+    sum = sum.defined() ? sum.add_(part) : part;
+  }
+  return sum.t().contiguous();
 }
 
 // --- Memory ----------------------------------------------------------------------------------------
@@ -228,14 +238,6 @@ class Projection {
   Tensor block_;
 };
 
-// Gradients of the projection from d x_proj (T, B, G): {dx (T, B, D) or undefined, d W_ih (G, D), d b or undefined}.
-std::vector<Tensor> projection_grads(const Tensor& dxp, const Tensor& x, const Tensor& w_ih, bool need_dx,
-                                     bool need_db) {
-  Tensor d2 = dxp.reshape({-1, dxp.size(2)}), x2 = x.reshape({-1, x.size(2)});
-  Tensor dx = need_dx ? matmul_t(d2, w_ih.t().contiguous()).view(x.sizes()) : Tensor();
-  return {dx, gram(d2, x2), need_db ? d2.sum(0) : Tensor()};
-}
-
 // --- Shared helpers ---------------------------------------------------------------------------------
 
 struct Walk {  // the order of the steps: step s (0 .. T-1) is time t(s); its predecessor is t(s - 1)
@@ -289,17 +291,6 @@ void first_grad(const Tensor& grad_out, const Tensor& grad_hT, const bool* m, in
   }
 }
 
-// d W_hh (P, H) = sum_t dg_t^T h_{t-1} for dg (T, B, P) (a view is fine): one product over the steps whose
-// h_{t-1} is in hs, plus the first processed step's small one with h0.
-Tensor weight_grad(const Tensor& dg, const Tensor& h0, const Tensor& hs, bool reverse) {
-  const int64_t Tn = dg.size(0), B = dg.size(1), P = dg.size(2), H = hs.size(2);
-  const Tensor first = dg[reverse ? Tn - 1 : 0];
-  if (Tn == 1) return at::mm(first.t(), h0);
-  const Tensor d = reverse ? dg.narrow(0, 0, Tn - 1) : dg.narrow(0, 1, Tn - 1);
-  const Tensor h = reverse ? hs.narrow(0, 1, Tn - 1) : hs.narrow(0, 0, Tn - 1);
-  return gram(d.reshape({(Tn - 1) * B, P}), h.reshape({(Tn - 1) * B, H})).addmm_(first.t(), h0);
-}
-
 // The state entering step s: h0 for the first, else the state its predecessor left.
 inline Tensor previous(const Tensor& states, const Tensor& initial, const Walk& walk, int64_t s) {
   return s ? states[walk.t(s - 1)] : initial;
@@ -330,6 +321,82 @@ template <typename T>
 void carry_base(T* __restrict__ next_row, const T* __restrict__ row, const T* doutp, int64_t H) {
   for (int64_t j = 0; j < H; ++j) next_row[j] = row[j] + (doutp ? doutp[j] : T(0));
 }
+
+// The gradients that sum over steps, a block of steps at a time during the backward loop: the loop writes each
+// step's d x_proj (and, for the GRU, its d(W_hh h + b_hh)) into a block buffer of ~1024 rows; when it leaves a
+// block, that block's dx rows, d W_ih, d b and d W_hh are computed (one product each on oneDNN) and summed. No
+// (T, B, G) gradient is ever allocated (at (128, 256, 512) the LSTM's would be 268 MB), and a block's products
+// are as efficient as one over all steps.
+template <typename T>
+class BlockGrads {
+ public:
+  BlockGrads(const Tensor& x, const Tensor& w_ih, const Tensor& h0, const Tensor& hs, const Walk& walk,
+             int64_t rec_width, bool need_dx, bool need_db_in, bool need_db_rec)
+      : x_(x), h0_(h0), hs_(hs), walk_(walk), B_(x.size(1)), steps_(std::min<int64_t>(x.size(0), 1024 / x.size(1) + 1)),
+        need_db_in_(need_db_in), need_db_rec_(need_db_rec) {
+    const int64_t G = w_ih.size(0);
+    in_ = at::empty({steps_, B_, G}, x.options());
+    rec_ = rec_width ? at::empty({steps_, B_, rec_width}, x.options()) : in_;
+    w_ih_t_ = need_dx ? w_ih.t().contiguous() : Tensor();
+    dx_ = need_dx ? big_empty(x.sizes(), x.options()) : Tensor();
+  }
+
+  // Where step t's rows go: (B, G) of d x_proj, and (B, rec_width) of the recurrent part (GRU), or the same.
+  T* in_rows(int64_t t) { return in_.data_ptr<T>() + slot(t) * B_ * in_.size(2); }
+  T* rec_rows(int64_t t) { return rec_.data_ptr<T>() + slot(t) * B_ * rec_.size(2); }
+  Tensor rec_step(int64_t t) { return rec_[slot(t)]; }  // (B, rec_width), after rec_rows(t)
+
+  // {dx or undefined, d W_ih, d b_in or undefined, d W_hh, d b_rec or undefined} once every step is in.
+  std::vector<Tensor> finish() {
+    flush();
+    return {dx_, dw_ih_, need_db_in_ ? db_in_ : Tensor(), dw_hh_, need_db_rec_ ? db_rec_ : Tensor()};
+  }
+
+ private:
+  int64_t slot(int64_t t) {
+    const int64_t first = t / steps_ * steps_;
+    if (first != first_) {
+      flush();
+      first_ = first;
+    }
+    return t - first;
+  }
+
+  static void add(Tensor& sum, const Tensor& part) { sum = sum.defined() ? sum.add_(part) : part; }
+
+  void flush() {
+    if (first_ < 0) return;
+    const int64_t Tn = x_.size(0), t0 = first_, n = std::min(steps_, Tn - t0), rows = n * B_;
+    const Tensor d_in = in_.narrow(0, 0, n).reshape({rows, in_.size(2)});
+    const Tensor d_rec = rec_.narrow(0, 0, n).reshape({rows, rec_.size(2)});
+    const Tensor x = x_.narrow(0, t0, n).reshape({rows, x_.size(2)});
+    if (dx_.defined()) dx_.narrow(0, t0, n).view({rows, x_.size(2)}).copy_(matmul_t(d_in, w_ih_t_));
+    add(dw_ih_, gram(d_in, x));
+    if (need_db_in_) add(db_in_, d_in.sum(0));
+    if (need_db_rec_) add(db_rec_, d_rec.sum(0));
+    // h_{t-1} of each step: hs[t - 1] (reverse: hs[t + 1]), or h0 for the first step processed.
+    const int64_t H = hs_.size(2), first_step = walk_.t(0);
+    const bool has_h0 = first_step >= t0 && first_step < t0 + n;
+    const int64_t k = walk_.reverse ? 0 : (has_h0 ? 1 : 0);  // block rows whose h_{t-1} is in hs
+    const int64_t m = has_h0 ? n - 1 : n;
+    if (m > 0) {
+      const int64_t h_first = walk_.reverse ? t0 + 1 : t0 + k - 1;
+      add(dw_hh_, gram(d_rec.narrow(0, k * B_, m * B_), hs_.narrow(0, h_first, m).reshape({m * B_, H})));
+    }
+    if (has_h0) {
+      const Tensor part = at::mm(d_rec.narrow(0, (first_step - t0) * B_, B_).t(), h0_);
+      add(dw_hh_, part);
+    }
+    first_ = -1;
+  }
+
+  const Tensor &x_, &h0_, &hs_;
+  const Walk walk_;
+  const int64_t B_, steps_;
+  const bool need_db_in_, need_db_rec_;
+  Tensor in_, rec_, w_ih_t_, dx_, dw_ih_, db_in_, dw_hh_, db_rec_;
+  int64_t first_ = -1;
+};
 
 // --- LSTM -------------------------------------------------------------------------------------------
 
@@ -398,27 +465,28 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_out, const Tensor& gra
                                        const Tensor& hs, const Tensor& cs, const Tensor& h0, const Tensor& c0,
                                        const c10::optional<Tensor>& mask, bool reverse, bool need_dx, bool need_db) {
   const int64_t Tn = acts.size(0), B = acts.size(1), H = hs.size(2), G = 4 * H;
-  Tensor dgates = big_empty(acts.sizes(), acts.options());  // = d x_proj
   Tensor bases = at::empty({2, B, H}, hs.options());
   Tensor dc = grad_cT.clone();  // the gradient reaching c_t, carried back step by step
   const bool* m = mask_ptr(mask);
   const Tensor w = pack(w_hh.t().contiguous(), B);
   const T *a = acts.data_ptr<T>(), *c = cs.data_ptr<T>(), *gout = grad_out.data_ptr<T>();
-  T *dg = dgates.data_ptr<T>(), *dcp = dc.data_ptr<T>();
+  T* dcp = dc.data_ptr<T>();
   T *cur = bases[0].data_ptr<T>(), *next = bases[1].data_ptr<T>();
   const Walk walk{Tn, reverse};
+  BlockGrads<T> sums(x, w_ih, h0, hs, walk, 0, need_dx, need_db, false);  // dgates = d x_proj, block by block
   first_grad<T>(grad_out, grad_hT, m, walk.t(Tn - 1), cur);
   Tensor product;  // dgates_{t+1} W_hh
   for (int64_t s = Tn - 1; s >= 0; --s) {
     const int64_t t = walk.t(s), tp = s ? walk.t(s - 1) : -1;
     const T* cp = previous(cs, c0, walk, s).data_ptr<T>();
     const T* y = product.defined() ? product.data_ptr<T>() : nullptr;
+    T* dg = sums.in_rows(t);
     at::parallel_for(0, B, grain(8 * H), [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         T* __restrict__ gdh = cur + b * H;
         T* __restrict__ gn = next + b * H;
         const T* doutp = (tp >= 0 && (!m || m[tp * B + b])) ? gout + (tp * B + b) * H : nullptr;
-        T* __restrict__ d = dg + (t * B + b) * G;
+        T* __restrict__ d = dg + b * G;
         add_product(gdh, y, b, H);
         if (m && !m[t * B + b]) {  // h_t = h_{t-1}, c_t = c_{t-1}: both gradients pass unchanged
           std::memset(d, 0, G * sizeof(T));
@@ -443,15 +511,12 @@ std::vector<Tensor> lstm_backward_impl(const Tensor& grad_out, const Tensor& gra
         start_base(gn, doutp, H);
       }
     });
-    product = matmul_t(dgates[t], w);  // (B, H) = dgates_t W_hh
+    product = matmul_t(sums.rec_step(t), w);  // (B, H) = dgates_t W_hh
     std::swap(cur, next);
   }
   Tensor dh0 = at::from_blob(cur, {B, H}, hs.options()) + product;
-  std::vector<Tensor> grads = projection_grads(dgates, x, w_ih, need_dx, need_db);  // dx, dW_ih, db
-  grads.push_back(weight_grad(dgates, h0, hs, reverse));
-  grads.push_back(dh0);
-  grads.push_back(dc);
-  return grads;
+  const std::vector<Tensor> g = sums.finish();  // dx, dW_ih, db, dW_hh
+  return {g[0], g[1], g[2], g[3], dh0, dc};
 }
 
 // --- GRU --------------------------------------------------------------------------------------------
@@ -517,36 +582,31 @@ std::vector<Tensor> gru_backward_impl(const Tensor& grad_out, const Tensor& grad
                                       const Tensor& h0, const c10::optional<Tensor>& mask, bool reverse, bool need_dx,
                                       bool need_db_ih, bool need_db_hh) {
   const int64_t Tn = acts.size(0), B = acts.size(1), H = hs.size(2), G3 = 3 * H, G4 = 4 * H;
-  // d x_proj (T, B, 3H). d(W_hh h + b_hh) equals it but in its n part (r times d x_proj's): that part is kept
-  // for all steps (dghn, for the weight gradient), the whole of it for the current step only (dgh).
-  Tensor dxp = big_empty({Tn, B, G3}, hs.options());
-  Tensor dghn = big_empty({Tn, B, H}, hs.options());
-  Tensor dgh = at::empty({B, G3}, hs.options());
   Tensor bases = at::empty({2, B, H}, hs.options());
   const bool* m = mask_ptr(mask);
   const Tensor w = pack(w_hh.t().contiguous(), B);
   const T *a = acts.data_ptr<T>(), *gout = grad_out.data_ptr<T>();
-  T *dx = dxp.data_ptr<T>(), *dn_all = dghn.data_ptr<T>(), *dg = dgh.data_ptr<T>();
   T *cur = bases[0].data_ptr<T>(), *next = bases[1].data_ptr<T>();
   const Walk walk{Tn, reverse};
+  // d x_proj, and d(W_hh h + b_hh), which equals it but in its n part (r times d x_proj's), block by block
+  BlockGrads<T> sums(x, w_ih, h0, hs, walk, G3, need_dx, need_db_ih, need_db_hh);
   first_grad<T>(grad_out, grad_hT, m, walk.t(Tn - 1), cur);
   Tensor product;  // dgh_{t+1} W_hh
   for (int64_t s = Tn - 1; s >= 0; --s) {
     const int64_t t = walk.t(s), tp = s ? walk.t(s - 1) : -1;
     const T* hp = previous(hs, h0, walk, s).data_ptr<T>();
     const T* y = product.defined() ? product.data_ptr<T>() : nullptr;
+    T *dx = sums.in_rows(t), *dg = sums.rec_rows(t);
     at::parallel_for(0, B, grain(8 * H), [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         T* __restrict__ gdh = cur + b * H;
         T* __restrict__ gn = next + b * H;
         const T* doutp = (tp >= 0 && (!m || m[tp * B + b])) ? gout + (tp * B + b) * H : nullptr;
-        T* __restrict__ dxr = dx + (t * B + b) * G3;
-        T* __restrict__ dnr = dn_all + (t * B + b) * H;
+        T* __restrict__ dxr = dx + b * G3;
         T* __restrict__ dgr = dg + b * G3;
         add_product(gdh, y, b, H);
         if (m && !m[t * B + b]) {
           std::memset(dxr, 0, G3 * sizeof(T));
-          std::memset(dnr, 0, H * sizeof(T));
           std::memset(dgr, 0, G3 * sizeof(T));
           carry_base(gn, gdh, doutp, H);
           continue;
@@ -564,23 +624,19 @@ std::vector<Tensor> gru_backward_impl(const Tensor& grad_out, const Tensor& grad
           dxr[2 * H + j] = dn;
           dgr[j] = dr;
           dgr[H + j] = dz;
-          dgr[2 * H + j] = dnr[j] = dn * r;
+          dgr[2 * H + j] = dn * r;
         }
         start_base(gn, doutp, H);
 #pragma omp simd
         for (int64_t j = 0; j < H; ++j) gn[j] += gdh[j] * sv[H + j];  // h_t = n + z (h_{t-1} - n): z passes dh on
       }
     });
-    product = matmul_t(dgh, w);  // (B, H) = dgh_t W_hh
+    product = matmul_t(sums.rec_step(t), w);  // (B, H) = dgh_t W_hh
     std::swap(cur, next);
   }
   Tensor dh0 = at::from_blob(cur, {B, H}, hs.options()) + product;
-  std::vector<Tensor> grads = projection_grads(dxp, x, w_ih, need_dx, need_db_ih);  // dx, dW_ih, db_ih
-  const Tensor drz = dxp.narrow(2, 0, 2 * H);  // the r and z parts of d(W_hh h + b_hh)
-  grads.push_back(at::cat({weight_grad(drz, h0, hs, reverse), weight_grad(dghn, h0, hs, reverse)}, 0));
-  grads.push_back(need_db_hh ? at::cat({drz.sum({0, 1}), dghn.sum({0, 1})}) : Tensor());
-  grads.push_back(dh0);
-  return grads;
+  const std::vector<Tensor> g = sums.finish();  // dx, dW_ih, db_ih, dW_hh, db_hh
+  return {g[0], g[1], g[2], g[3], g[4], dh0};
 }
 
 // --- Elman ------------------------------------------------------------------------------------------
@@ -636,25 +692,25 @@ std::vector<Tensor> rnn_backward_impl(const Tensor& grad_out, const Tensor& grad
                                       bool relu, const c10::optional<Tensor>& mask, bool reverse, bool need_dx,
                                       bool need_db) {
   const int64_t Tn = hs.size(0), B = hs.size(1), H = hs.size(2);
-  Tensor dpre = big_empty(hs.sizes(), hs.options());  // = d x_proj
   Tensor bases = at::empty({2, B, H}, hs.options());
   const bool* m = mask_ptr(mask);
   const Tensor w = pack(w_hh.t().contiguous(), B);
   const T *h = hs.data_ptr<T>(), *gout = grad_out.data_ptr<T>();
-  T* dp = dpre.data_ptr<T>();
   T *cur = bases[0].data_ptr<T>(), *next = bases[1].data_ptr<T>();
   const Walk walk{Tn, reverse};
+  BlockGrads<T> sums(x, w_ih, h0, hs, walk, 0, need_dx, need_db, false);  // dpre = d x_proj, block by block
   first_grad<T>(grad_out, grad_hT, m, walk.t(Tn - 1), cur);
   Tensor product;  // dpre_{t+1} W_hh
   for (int64_t s = Tn - 1; s >= 0; --s) {
     const int64_t t = walk.t(s), tp = s ? walk.t(s - 1) : -1;
     const T* y = product.defined() ? product.data_ptr<T>() : nullptr;
+    T* dp = sums.in_rows(t);
     at::parallel_for(0, B, grain(2 * H), [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         T* __restrict__ gdh = cur + b * H;
         T* __restrict__ gn = next + b * H;
         const T* doutp = (tp >= 0 && (!m || m[tp * B + b])) ? gout + (tp * B + b) * H : nullptr;
-        T* __restrict__ d = dp + (t * B + b) * H;
+        T* __restrict__ d = dp + b * H;
         add_product(gdh, y, b, H);
         if (m && !m[t * B + b]) {
           std::memset(d, 0, H * sizeof(T));
@@ -672,14 +728,12 @@ std::vector<Tensor> rnn_backward_impl(const Tensor& grad_out, const Tensor& grad
         start_base(gn, doutp, H);
       }
     });
-    product = matmul_t(dpre[t], w);  // (B, H) = dpre_t W_hh
+    product = matmul_t(sums.rec_step(t), w);  // (B, H) = dpre_t W_hh
     std::swap(cur, next);
   }
   Tensor dh0 = at::from_blob(cur, {B, H}, hs.options()) + product;
-  std::vector<Tensor> grads = projection_grads(dpre, x, w_ih, need_dx, need_db);  // dx, dW_ih, db
-  grads.push_back(weight_grad(dpre, h0, hs, reverse));
-  grads.push_back(dh0);
-  return grads;
+  const std::vector<Tensor> g = sums.finish();  // dx, dW_ih, db, dW_hh
+  return {g[0], g[1], g[2], g[3], dh0};
 }
 
 // --- Entry points: checks and dtype dispatch --------------------------------------------------------
