@@ -117,8 +117,9 @@ Tensor pack(const Tensor& w, int64_t rows) {
 // of ~1024 rows, see BlockGrads: one product each.)
 Tensor contiguous_copy(const Tensor& t);
 
-Tensor gram(const Tensor& a, const Tensor& b) {
-  if (!use_onednn(a)) return at::mm(a.t(), b);
+// b^T a (Q, P), the transpose of the gram: a new tensor.
+Tensor gram_t(const Tensor& a, const Tensor& b) {
+  if (!use_onednn(a)) return at::mm(b.t(), a);
   const int64_t N = a.size(0), width = std::max(a.size(1), b.size(1));
   const int64_t rows = std::max<int64_t>(2048, (int64_t(1) << 20) / width);  // ~4 MB of float32 per operand
   Tensor sum;  // (Q, P)
@@ -127,8 +128,10 @@ Tensor gram(const Tensor& a, const Tensor& b) {
     Tensor part = matmul_t(contiguous_copy(b.narrow(0, first, n)).t(), contiguous_copy(a.narrow(0, first, n)).t());
     sum = sum.defined() ? sum.add_(part) : part;
   }
-  return sum.t().contiguous();
+  return sum;
 }
+
+Tensor gram(const Tensor& a, const Tensor& b) { return gram_t(a, b).t().contiguous(); }
 
 // --- Memory ----------------------------------------------------------------------------------------
 // A fresh 256 MB buffer costs ~65,000 page faults when it is first written: measured here 110-260 ms to
@@ -349,6 +352,11 @@ class BlockGrads {
   // {dx or undefined, d W_ih, d b_in or undefined, d W_hh, d b_rec or undefined} once every step is in.
   std::vector<Tensor> finish() {
     flush();
+    if (both_t_.defined()) {  // [d W_ih, d W_hh]^T, see flush
+      const int64_t D = x_.size(2);
+      dw_ih_ = both_t_.narrow(0, 0, D).t().contiguous();
+      dw_hh_ = both_t_.narrow(0, D, both_t_.size(0) - D).t().contiguous();
+    }
     return {dx_, dw_ih_, need_db_in_ ? db_in_ : Tensor(), dw_hh_, need_db_rec_ ? db_rec_ : Tensor()};
   }
 
@@ -364,6 +372,19 @@ class BlockGrads {
 
   static void add(Tensor& sum, const Tensor& part) { sum = sum.defined() ? sum.add_(part) : part; }
 
+  // h_{t-1} of the block's steps t0 .. t0 + n - 1, as (n * B, H): hs[t - 1] (reverse: hs[t + 1]), a view, but
+  // for the first step processed, whose h_{t-1} is h0 (then a copy).
+  Tensor previous_states(int64_t t0, int64_t n) const {
+    const int64_t H = hs_.size(2), first_step = walk_.t(0);
+    const int64_t lo = walk_.reverse ? t0 + 1 : t0 - 1;  // hs index of step t0's h_{t-1}
+    if (first_step < t0 || first_step >= t0 + n) return hs_.narrow(0, lo, n).reshape({n * B_, H});
+    Tensor prev = at::empty({n, B_, H}, hs_.options());
+    const int64_t at_h0 = first_step - t0;  // 0 forward, n - 1 reverse
+    prev[at_h0].copy_(h0_);
+    if (n > 1) prev.narrow(0, walk_.reverse ? 0 : 1, n - 1).copy_(hs_.narrow(0, walk_.reverse ? lo : lo + 1, n - 1));
+    return prev.view({n * B_, H});
+  }
+
   void flush() {
     if (first_ < 0) return;
     const int64_t Tn = x_.size(0), t0 = first_, n = std::min(steps_, Tn - t0), rows = n * B_;
@@ -371,21 +392,20 @@ class BlockGrads {
     const Tensor d_rec = rec_.narrow(0, 0, n).reshape({rows, rec_.size(2)});
     const Tensor x = x_.narrow(0, t0, n).reshape({rows, x_.size(2)});
     if (dx_.defined()) dx_.narrow(0, t0, n).view({rows, x_.size(2)}).copy_(matmul_t(d_in, w_ih_t_));
-    add(dw_ih_, gram(d_in, x));
     if (need_db_in_) add(db_in_, d_in.sum(0));
     if (need_db_rec_) add(db_rec_, d_rec.sum(0));
-    // h_{t-1} of each step: hs[t - 1] (reverse: hs[t + 1]), or h0 for the first step processed.
-    const int64_t H = hs_.size(2), first_step = walk_.t(0);
-    const bool has_h0 = first_step >= t0 && first_step < t0 + n;
-    const int64_t k = walk_.reverse ? 0 : (has_h0 ? 1 : 0);  // block rows whose h_{t-1} is in hs
-    const int64_t m = has_h0 ? n - 1 : n;
-    if (m > 0) {
-      const int64_t h_first = walk_.reverse ? t0 + 1 : t0 + k - 1;
-      add(dw_hh_, gram(d_rec.narrow(0, k * B_, m * B_), hs_.narrow(0, h_first, m).reshape({m * B_, H})));
-    }
-    if (has_h0) {
-      const Tensor part = at::mm(d_rec.narrow(0, (first_step - t0) * B_, B_).t(), h0_);
-      add(dw_hh_, part);
+    const Tensor prev = previous_states(t0, n);  // (rows, H)
+    if (rec_.data_ptr() == in_.data_ptr()) {
+      // LSTM, Elman: both weight gradients from one product, [x, h_{t-1}]^T d, which reads d (and makes oneDNN
+      // copy it) once instead of twice.
+      const int64_t D = x_.size(2), H = prev.size(1);
+      Tensor both = at::empty({rows, D + H}, x.options());
+      both.narrow(1, 0, D).copy_(x);
+      both.narrow(1, D, H).copy_(prev);
+      add(both_t_, gram_t(d_in, both));  // (D + H, G)
+    } else {
+      add(dw_ih_, gram(d_in, x));
+      add(dw_hh_, gram(d_rec, prev));
     }
     first_ = -1;
   }
@@ -394,7 +414,7 @@ class BlockGrads {
   const Walk walk_;
   const int64_t B_, steps_;
   const bool need_db_in_, need_db_rec_;
-  Tensor in_, rec_, w_ih_t_, dx_, dw_ih_, db_in_, dw_hh_, db_rec_;
+  Tensor in_, rec_, w_ih_t_, dx_, dw_ih_, db_in_, dw_hh_, db_rec_, both_t_;
   int64_t first_ = -1;
 };
 
