@@ -60,22 +60,25 @@ def compiled_kernels(x: Tensor) -> bool:
 def auto_takes_fused(layer: _RecurrentLayer, x: Tensor) -> bool:
     """backend "auto": the fused path or the reference loop for input x (T, B, D), by the measured rule below.
 
-    Figures: `python bench/run.py --sections train --threads 1 --clock cpu`, a training step (embedding 64, one
-    layer, forward + backward + SGD), torch.nn time / variant time on this project's 2-core CPU (torch 2.13),
-    at (B, T, H) = (32,100,256) (64,100,512) (128,256,512) (64,100,1024); README ## Speed has the full tables.
-    - Compiled kernels (CPU float32/float64, when they build): LSTM 1.25 1.26 1.16 1.06, GRU 2.67 2.52 2.61
-      2.36, Elman 1.00 2.13 2.14 2.50, against at most 1.12 for the reference loop: always fused.
-    - CUDA: the fused Functions (no GPU figure yet: unmeasured; the reference loop's per-step ops are more).
-    - CPU without the compiled kernels, reference / Python fused: LSTM 0.50/0.45 0.47/0.50 0.45/0.45 0.39/0.44,
-      GRU 0.89/1.00 1.08/0.91 0.99/0.83 0.95/0.95, Elman 1.00/1.00 1.06/1.13 1.02/0.98 1.12/1.16. The GRU's
-      all-steps backward factors (peak memory 1.3 GB against 0.7 GB at (128,256,512)) and the LSTM's per-step
-      launches trade places at about B*T*H = 2**20: below it the GRU takes fused and the LSTM the reference
-      loop, above it the other way round; the Elman RNN takes fused.
+    Figures: two runs of `python bench/run.py --threads 1 --clock cpu`, a training step (embedding 64, one
+    layer, forward + backward + SGD), torch.nn time / variant time on this project's 2-core CPU (torch 2.13)
+    at (B, T, H) = (32,100,256) (64,100,512) (128,256,512) (64,100,1024); README ## Speed has the tables.
+    - Compiled kernels (CPU float32/float64, when they build): LSTM 1.32/1.24 1.36/1.31 1.22/1.20 1.05/1.06,
+      GRU 2.12/2.21 2.32/2.37 2.25/2.49 2.27/2.38, Elman 1.78/1.89 2.16/2.25 2.22/2.17 2.45/2.35, against at
+      most 1.07 for the reference loop and 1.10 for the Python Functions: always fused.
+    - CUDA: the fused Functions (unmeasured: no GPU figure yet; the reference loop launches more per step).
+    - CPU without the compiled kernels, reference | Python fused, run 1, run 2:
+      LSTM  0.57 0.56 | 0.51 0.51   0.51 0.49 | 0.50 0.50   0.46 0.44 | 0.47 0.46   0.41 0.40 | 0.44 0.44
+      GRU   0.99 1.00 | 0.97 1.04   0.96 0.98 | 0.84 0.87   0.94 0.96 | 0.53 0.84   0.97 1.01 | 0.95 0.98
+      Elman 1.06 1.07 | 1.10 1.06   0.97 0.98 | 1.01 0.99   1.04 1.01 | 1.01 0.94   1.01 1.01 | 1.10 0.99
+      So by B*T*H: the LSTM takes fused above 2**20 (its per-step launches cost most on small sequences),
+      the GRU up to 2**20 (its all-steps backward factors cost memory beyond: 1.4 GB against 0.7 GB at
+      (128,256,512)), the Elman RNN up to 2**23. Differences under ~0.05 are within the runs' noise.
     """
     if compiled_kernels(x) or x.device.type != "cpu":
         return True
-    small = x.shape[0] * x.shape[1] * layer.hidden_size <= 2**20
-    return {"lstm": not small, "gru": small, "rnn": True}[layer._cell]
+    size = x.shape[0] * x.shape[1] * layer.hidden_size
+    return {"lstm": size > 2**20, "gru": size <= 2**20, "rnn": size <= 2**23}[layer._cell]
 
 
 class _RecurrentLayer(nn.Module):

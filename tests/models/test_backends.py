@@ -197,13 +197,13 @@ def test_fused_equals_reference_on_cuda(kind, compiled):
 def test_auto_follows_the_measured_rule(cell):
     """auto: the compiled kernels wherever they run; without them, by B*T*H (see layers.auto_takes_fused)."""
     layer = LAYERS[cell](D, 512)
-    small, large = torch.empty(10, 4, D), torch.empty(100, 64, D)  # B*T*H = 20480 and 3.3 M
+    small, large, huge = torch.empty(10, 4, D), torch.empty(100, 64, D), torch.empty(256, 128, D)  # B*T*H 20 k..17 M
     if extension.load():
-        assert layer.path(small) == layer.path(large) == "compiled"
+        assert layer.path(small) == layer.path(large) == layer.path(huge) == "compiled"
     with extension.disabled():
-        paths = (layer.path(small), layer.path(large))
-    expect = {"lstm": ("reference", "python fused"), "gru": ("python fused", "reference"),
-              "rnn": ("python fused", "python fused")}[cell]
+        paths = (layer.path(small), layer.path(large), layer.path(huge))
+    expect = {"lstm": ("reference", "python fused", "python fused"), "gru": ("python fused", "reference", "reference"),
+              "rnn": ("python fused", "python fused", "reference")}[cell]
     assert paths == expect
     layer.backend = "fused"
     with extension.disabled():
