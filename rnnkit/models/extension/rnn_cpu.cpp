@@ -4,12 +4,13 @@
 // included, in one C++ call per layer, direction and pass, so that no Python runs per time step:
 //   - every float32 matrix product runs on oneDNN (see `matmul_t`), the recurrent weights reordered once per
 //     call, W_hh for the forward product h W_hh^T and W_hh^T for the backward one dgates W_hh; the input
-//     projection x W_ih^T + b is one product per block of steps, the weight gradients one product each after
-//     the backward loop;
+//     projection x W_ih^T + b is one product per block of ~1024 rows (`Projection`), and so are the weight and
+//     input gradients, summed during the backward loop (`BlockGrads`);
 //   - the gate math of a step is one loop over the batch rows (at::parallel_for) and the hidden units
 //     (vectorised: sigmoid and tanh are written with an inlined exp that the compiler turns into SIMD code);
 //   - the buffers of a call are allocated once, before the time loop, the large ones from a pool kept between
-//     calls (see `Pool`).
+//     calls (see `Pool`);
+//   - decoding (no autograd): one step of the whole stack per call (`decode_step`).
 // Conventions are fused.py's and torch.nn's: time-major (T, B, .), gate order LSTM (i, f, g, o), GRU (r, z, n)
 // with n = tanh(x_n + r * (W_hn h + b_hn)). mask (T, B) bool: where false the state is carried over, the
 // output is zero and no gradient flows through the step's gates. `reverse` walks t = T-1 .. 0.
@@ -21,14 +22,13 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <deque>
-#include <mutex>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <deque>
+#include <mutex>
 #include <string>
 #include <vector>
-
 
 namespace {
 
@@ -109,15 +109,13 @@ Tensor pack(const Tensor& w, int64_t rows) {
   return stack[0].toTensor();
 }
 
-// a^T b for a (N, P), b (N, Q) -> a new contiguous (P, Q): the weight gradients, summed over N = T * B rows.
-// On oneDNN, computed as (b^T a)^T (the orientation measured fastest: 9 ms against 12 ms at N 3200, P 1024),
-// a block of rows at a time: oneDNN copies a transposed operand whole (+64 MB at N 32768, Q 512, where
-// blocks of 2048 rows added 7 MB in the same time), and a strided one sent it to a reference
-// implementation 1000x slower, so the blocks are made contiguous first. (The backward loops call it on blocks
-// of ~1024 rows, see BlockGrads: one product each.)
 Tensor contiguous_copy(const Tensor& t);
 
-// b^T a (Q, P), the transpose of the gram: a new tensor.
+// b^T a (Q, P) for a (N, P), b (N, Q): a weight gradient (transposed), summed over N rows. On oneDNN computed
+// as b^T a (the orientation measured fastest: 9 ms against 12 ms for a^T b at N 3200, P 1024), 2048 rows at a
+// time: oneDNN copies a transposed operand whole (+64 MB at N 32768, Q 512, where blocks of 2048 rows added
+// 7 MB in the same time), and a strided one sent it to a reference implementation 1000x slower, so the
+// blocks are made contiguous first. (The backward loops call it on blocks of ~1024 rows: one product each.)
 Tensor gram_t(const Tensor& a, const Tensor& b) {
   if (!use_onednn(a)) return at::mm(b.t(), a);
   const int64_t N = a.size(0), width = std::max(a.size(1), b.size(1));
@@ -131,6 +129,7 @@ Tensor gram_t(const Tensor& a, const Tensor& b) {
   return sum;
 }
 
+// a^T b (P, Q), contiguous.
 Tensor gram(const Tensor& a, const Tensor& b) { return gram_t(a, b).t().contiguous(); }
 
 // --- Memory ----------------------------------------------------------------------------------------
