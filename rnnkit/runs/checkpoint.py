@@ -34,6 +34,7 @@ CARRIED_FILE = "carried.safetensors"
 MODEL_FILE, OPTIM_FILE, RNG_FILE, STATE_FILE = "model.safetensors", "optimizer.safetensors", "rng.safetensors", \
     "state.json"
 READ_ATTEMPTS = 20  # reads of a checkpoint that a concurrent save keeps replacing
+DAMAGE_CONFIRMATIONS = 3  # failed reads of an unchanged folder that make it damaged for good
 
 
 @dataclass
@@ -143,16 +144,21 @@ def load_checkpoint(run_dir: str | Path, which: str = "last", *, with_optimizer:
     A `train` running in another process may swap the folder in while it is read (`eval` during training):
     the read is retried until one folder was read whole, so the files returned are from one save.
     """
-    failure = None
+    failure, unchanged_failures = None, 0
     for _ in range(READ_ATTEMPTS):
         folder = checkpoint_dir(run_dir, which)
         before = _identity(folder)
         try:
             ckpt = _read_checkpoint(folder, with_optimizer)
         except CheckpointError as err:
-            if _identity(folder) == before and folder.name == which:
-                raise  # damaged for good, not replaced under our feet
-            # replaced, or a `.which.old-*` copy, which a save in progress deletes once its new folder is in
+            # Replaced under our feet, or a `.which.old-*` copy that a save in progress deletes once its new
+            # folder is in: read again. The identity check alone is not proof of damage: a save loop can
+            # reuse a deleted folder's inode within one tick of the (coarse) ctime clock, so damage counts
+            # as confirmed after the same folder failed three reads.
+            unchanged = _identity(folder) == before and folder.name == which
+            unchanged_failures = unchanged_failures + 1 if unchanged else 0
+            if unchanged_failures >= DAMAGE_CONFIRMATIONS:
+                raise
             failure = err
             time.sleep(0.005)
             continue
