@@ -8,6 +8,7 @@ conflicts) before raising one `ConfigError` that names the file and the dotted k
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
 import math
 import types
@@ -77,6 +78,12 @@ class DataConfig:
     history: int = option(4, "forecast: past quarter-hours read (PVCGN: 4)", low=1, high=72)
     horizon: int = option(4, "forecast: future quarter-hours predicted, 1..horizon (PVCGN: 4)", low=1, high=72)
     time_features: bool = option(True, "forecast: add the slot's time of day (sin, cos) to every input step")
+    day_features: bool = option(False, "forecast: add a day-off flag (1 on Saturdays, Sundays and data.days_off) to "
+                                       "every input step; needs data.first_date")
+    first_date: str | None = option(None, "metro: the date (YYYY-MM-DD) of the file's first training day; its test "
+                                          "days follow the last training day (HZMetro: 2019-01-01)")
+    days_off: str = option("", "metro: public holidays, comma-separated YYYY-MM-DD dates, off like a Sunday "
+                               "(HZMetro: 2019-01-01)")
     classes: str | None = option(None, "langid: comma-separated label=path pairs, e.g. fr=fr.txt,en=en.txt")
 
 
@@ -235,6 +242,23 @@ def stream_problems(cfg: Config) -> list[str]:
     return problems
 
 
+def calendar_problems(d: DataConfig) -> list[str]:
+    """The metro calendar keys: well-formed dates, and a first date wherever day features need one."""
+    problems = []
+    for key, text in (("first_date", d.first_date or ""), ("days_off", d.days_off)):
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            try:
+                datetime.date.fromisoformat(item)
+            except ValueError:
+                problems.append(f"data.{key}: {item!r} is not a date; write YYYY-MM-DD, e.g. 2019-01-01")
+    if d.first_date is not None and "," in d.first_date:
+        problems.append(f"data.first_date: {d.first_date!r} is one date (YYYY-MM-DD), not a list")
+    if d.day_features and d.first_date is None:
+        problems.append("data.day_features: needs data.first_date, the date of the first training day (YYYY-MM-DD), "
+                        "to tell weekends")
+    return problems
+
+
 def cross_field_problems(cfg: Config) -> list[str]:
     """Conflicts between fields, phrased with the keys the user types."""
     problems = []
@@ -253,6 +277,9 @@ def cross_field_problems(cfg: Config) -> list[str]:
         problems.append(f"data.history + data.horizon: {cfg.data.history + cfg.data.horizon} slots do not fit in "
                         f"one day of 73 quarter-hours")
     problems += stream_problems(cfg)
+    problems += calendar_problems(cfg.data)
+    if cfg.data.day_features and cfg.task != "forecast":
+        problems.append(f"data.day_features: only applies to task: forecast (this is task: {cfg.task}); leave it out")
     if cfg.data.min_len > cfg.data.max_len:
         problems.append(f"data.min_len: {cfg.data.min_len} is larger than data.max_len {cfg.data.max_len}")
     if cfg.generate.min_len > cfg.generate.max_len:
@@ -318,6 +345,8 @@ def _convert(value: Any, tp: Any, choices: tuple | None = None) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, datetime.date):  # YAML reads 2019-01-01 as a date
+            return value.isoformat()
         if isinstance(value, bool) and choices and str(value).lower() in choices:
             return str(value).lower()
         if isinstance(value, (int, float)) and not isinstance(value, bool):

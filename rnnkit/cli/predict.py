@@ -30,6 +30,8 @@ def predict(
     day: int | None = typer.Option(None, "--day", metavar="D", help="With --from-split: the day of the split, 0..."),
     slot: str | None = typer.Option(None, "--slot", metavar="S", help="With --from-split: the last quarter-hour "
                                     "read, HH:MM or slot 0..72 (0 = 05:30)."),
+    date: str | None = typer.Option(None, "--date", metavar="YYYY-MM-DD", help="With --input, for a forecaster "
+                                    "trained with data.day_features: the day of the counts (weekend or holiday?)."),
     batch_size: int = typer.Option(256, "--batch-size", help="Classifier: lines per model call at most (fewer when "
                                    "the input pauses: each answer comes as soon as its line is read)."),
     which: str = typer.Option("best", "--which", help="Checkpoint to load: best or last."),
@@ -43,7 +45,8 @@ def predict(
     character outside the vocabulary gets an error record and the stream goes on; the exit code is then 1.
 
     Forecasting (task: forecast): --input FILE holds the last data.history quarter-hours of every station, the
-    output is the forecast of each horizon in counts (CSV, or --json). --from-split test --day D --slot S
+    output is the forecast of each horizon in counts (CSV, or --json); a run trained with data.day_features
+    also needs --date, the day of those counts. --from-split test --day D --slot S
     forecasts a window of the prepared data and prints it next to the truth.
     """
     from rnnkit.inference.predict import TEXT, prediction_kind
@@ -51,8 +54,8 @@ def predict(
 
     loaded = load(run, which=which, device=device)
     if prediction_kind(loaded) == TEXT:
-        if from_split is not None or day is not None or slot is not None:
-            raise fail("--from-split, --day and --slot: forecasting runs only; a classifier reads text")
+        if from_split is not None or day is not None or slot is not None or date is not None:
+            raise fail("--from-split, --day, --slot and --date: forecasting runs only; a classifier reads text")
         if texts and input_file is not None:
             raise fail("give texts as arguments or --input FILE, not both")
         source = texts if texts else (input_file or "-")
@@ -64,7 +67,7 @@ def predict(
         raise fail(f"{loaded.path}: a forecasting run reads --input FILE (CSV, .npz, .safetensors) or --from-split, "
                    f"not text arguments or standard input")
     result = loaded.predict(input_file, top=top, replace_unknown=replace_unknown, slot=slot, split=from_split,
-                            day=day)
+                            day=day, date=date)
     if as_json:
         print(json.dumps({"run": str(loaded.path), "which": loaded.which, "step": loaded.step, **result.to_dict()}))
     elif result.truth is not None:

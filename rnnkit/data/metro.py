@@ -7,6 +7,7 @@ first two test days and tests on the rest (`data.val_days`).
 
 from __future__ import annotations
 
+import datetime
 import math
 import pickle
 import warnings
@@ -139,7 +140,8 @@ def synthetic_metro(train_days: int = 18, test_days: int = 7, stations: int = 80
 
     Each station has a level, a morning and an evening rush hour whose weights make it residential (in
     at 08:00, out at 18:00) or a workplace (the reverse), and a midday bump; days 4 and 5 of each week are
-    quiet weekends. Stations differ enough in shape and level for classification to be learnable.
+    quiet weekends (a Saturday and a Sunday when data.first_date is a Tuesday, as
+    HZMetro's 2019-01-01). Stations differ enough in shape and level for classification to be learnable.
     """
     rng = np.random.default_rng(seed)
     hours = FIRST_HOUR + np.arange(SLOTS) / 4.0  # (73,)
@@ -242,6 +244,15 @@ def time_of_day(slots: Tensor) -> Tensor:
     """Slot numbers (...) -> (..., 2) sin and cos of the hour of day (05:30 = slot 0)."""
     angle = (FIRST_HOUR + slots.float() / 4.0) * (2 * math.pi / 24.0)
     return torch.stack([angle.sin(), angle.cos()], dim=-1)
+
+
+def days_off(first_date: str, days: int, holidays: str = "") -> Tensor:
+    """(days,) float32: 1 where day i, the date first_date + i days, is a Saturday, a Sunday or one of the
+    comma-separated `holidays` (YYYY-MM-DD), else 0: what data.day_features adds to every input step."""
+    first = datetime.date.fromisoformat(first_date)
+    off = {datetime.date.fromisoformat(item.strip()) for item in holidays.split(",") if item.strip()}
+    dates = [first + datetime.timedelta(days=i) for i in range(days)]
+    return torch.tensor([date.weekday() >= 5 or date in off for date in dates], dtype=torch.float32)
 
 
 def slot_average(train: Tensor) -> Tensor:

@@ -157,15 +157,19 @@ def _classifier_description(loaded) -> dict:
 
 
 def _forecaster_description(loaded) -> dict:
+    from rnnkit.tasks.forecast import extra_features
+
     info, d = loaded.task.info, loaded.cfg.data
     n = info["stations"] * info["flows"]
-    x = (f"(T, B, {n + 2 * d.time_features}) float, time-major: per quarter-hour the {info['stations']} stations x "
+    x = (f"(T, B, {n + extra_features(d)}) float, time-major: per quarter-hour the {info['stations']} stations x "
          f"{info['flows']} flows, z-scored with normaliser mean and std, flattened station-major")
     if d.time_features:
         x += (", then sin and cos of angle = (5.5 + slot / 4) * 2 * pi / 24 (slot 0 = 05:30, one per "
               "quarter-hour)")
+    if d.day_features:
+        x += f", then 1.0 on a Saturday, a Sunday or a holiday ({d.days_off or 'none listed'}), else 0.0"
     return {"horizon": d.horizon, "history": d.history, "stations": info["stations"], "flows": info["flows"],
-            "time_features": d.time_features,
+            "time_features": d.time_features, "day_features": d.day_features,
             "normaliser": {"mean": info["mean"], "std": info["std"], "per": d.normalise},
             "inputs": {"x": x},
             "outputs": f"forecasts (T, B, {d.horizon}, {n}) = decoder(rnn outputs) viewed (T, B, horizon, "

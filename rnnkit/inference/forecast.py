@@ -305,12 +305,14 @@ def _result(run, counts: Tensor, last: int, truth: Tensor | None = None, split=N
                     counts.tolist(), None if truth is None else truth.tolist(), split, day)
 
 
-def forecast_input(run, source: ForecastInput | str | Path) -> Forecast:
-    """The forecast of a loaded forecasting run from the counts of `source` (a ForecastInput or a file)."""
+def forecast_input(run, source: ForecastInput | str | Path, date: str | None = None) -> Forecast:
+    """The forecast of a loaded forecasting run from the counts of `source` (a ForecastInput or a file); `date`
+    (YYYY-MM-DD), the day of those counts, for a run with data.day_features."""
     if run.cfg.task != "forecast":
         raise UsageError(f"{run.path}: reading history from a file needs a forecasting run (task: forecast), this "
                          f"run is task: {run.cfg.task}")
     d, info = run.cfg.data, run.task.info
+    off = _day_off(run, date)
     where = "the input"
     if not isinstance(source, ForecastInput):
         where = str(source)
@@ -323,8 +325,27 @@ def forecast_input(run, source: ForecastInput | str | Path) -> Forecast:
     task = copy.copy(run.task)
     task.raw = {"input": day}
     task.z = {"input": task.normaliser.apply(day).flatten(2)}  # (1, 73, N), as ForecastTask.setup
+    task.day_off = {"input": off}
     counts, _ = _forecast(task, run, "input", 0, first)
     return _result(run, counts, source.last_slot)
+
+
+def _day_off(run, date: str | None) -> Tensor:
+    """(1,) the day-off flag of `date` for a run with data.day_features; UsageError when it is missing or wrong."""
+    from rnnkit.data.metro import days_off
+
+    d = run.cfg.data
+    if not d.day_features:
+        if date is not None:
+            raise UsageError(f"--date: {run.path} does not read the day (data.day_features: false); leave it out")
+        return torch.zeros(1)
+    if date is None:
+        raise UsageError(f"--date: {run.path} reads whether the day is off (data.day_features: true); give the date "
+                         f"of the counts, YYYY-MM-DD")
+    try:
+        return days_off(date, 1, d.days_off)
+    except ValueError:
+        raise UsageError(f"--date: {date!r} is not a date; write YYYY-MM-DD, e.g. 2019-01-21") from None
 
 
 def forecast_split(run, split: str, day: int, slot: str | int) -> Forecast:

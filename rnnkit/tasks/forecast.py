@@ -22,6 +22,11 @@ from rnnkit.tasks.artifacts import check_same, normaliser_dict, normaliser_from,
 BASELINES = {"last_value": "last value repeated", "slot_average": "same-slot average of the training days"}
 
 
+def extra_features(data_cfg) -> int:
+    """How many features the model reads per step beside the counts (see ForecastTask.features)."""
+    return 2 * data_cfg.time_features + data_cfg.day_features
+
+
 class ForecastTask:
     """A Task (rnnkit/tasks/base.py) whose batches are ForecastBatch (rnnkit/data/batch_types.py)."""
 
@@ -31,12 +36,13 @@ class ForecastTask:
     def __init__(self, cfg, data_root: str | Path | None = None):
         self.cfg, self.data_root = cfg, data_root
         self.info: dict = {}
+        self.day_off: dict[str, Tensor] = {}  # split -> (days,) 1 on a day off (data.day_features)
 
     # --- data and artifacts -------------------------------------------------------------------
 
     def setup(self) -> ForecastTask:
         from rnnkit.data import prepare_corpus
-        from rnnkit.data.metro import Normaliser, metro_splits, select, slot_average
+        from rnnkit.data.metro import Normaliser, days_off, metro_splits, select, slot_average
         from rnnkit.data.metro_source import is_metro, load_metro
 
         d = self.cfg.data
@@ -48,6 +54,9 @@ class ForecastTask:
         self.normaliser = Normaliser.fit(self.raw["train"], per=d.normalise)
         self.z = {k: self.normaliser.apply(v).flatten(2) for k, v in self.raw.items()}  # (D, 73, N)
         self.average = slot_average(self.raw["train"]).flatten(1)  # (73, N)
+        if d.day_features:  # the day-off flag of every day, split as the days are
+            flags = days_off(d.first_date, train.shape[0] + test.shape[0], d.days_off)
+            self.day_off = metro_splits(flags[:train.shape[0]], flags[train.shape[0]:], d.val_days)
         shape = self.raw["train"].shape
         self.info = {"stations": shape[2], "flows": shape[3], **normaliser_dict(self.normaliser)}
         return self
@@ -89,24 +98,31 @@ class ForecastTask:
         return IndexBatches(len(every.windows), build, batch_size, seed, shuffle, num_replicas=num_replicas, rank=rank)
 
     def make_batch(self, split: str, windows: Tensor) -> ForecastBatch:
-        """windows (B, 2) (day, first slot) -> x (H, B, D), y (H, B, K, N) normalised, lengths (B,),
-        truth (B, K, N) counts after the last input step, windows, future (K, B, extra): the time features
-        of the slots forecast after the last input step (what the seq2seq decoder reads)."""
-        from rnnkit.data.metro import time_of_day
-
+        """windows (B, 2) (day, first slot) -> x (H, B, N + extra), y (H, B, K, N) normalised, lengths (B,),
+        truth (B, K, N) counts after the last input step, windows, future (K, B, extra): the features of the
+        slots forecast after the last input step (what the seq2seq decoder reads)."""
         z, H, K = self.z[split], self.cfg.data.history, self.cfg.data.horizon
         day, slots = windows[:, :1], windows[:, 1:2] + torch.arange(H)  # (B, 1), (B, H)
-        x = z[day, slots]  # (B, H, N)
         ahead = slots.unsqueeze(-1) + torch.arange(1, K + 1)  # (B, H, K)
-        future = torch.zeros(len(windows), K, 0)  # (B, K, 0)
-        if self.cfg.data.time_features:
-            x = torch.cat([x, time_of_day(slots)], dim=-1)  # (B, H, N + 2)
-            future = time_of_day(ahead[:, -1])  # (B, K, 2)
+        x = torch.cat([z[day, slots], self.features(split, day[:, 0], slots)], dim=-1)  # (B, H, N + extra)
+        future = self.features(split, day[:, 0], ahead[:, -1])  # (B, K, extra)
         y = z[day.unsqueeze(-1), ahead]  # (B, H, K, N)
         truth = self.raw[split].flatten(2)[day, ahead[:, -1]]  # (B, K, N)
         lengths = torch.full((len(windows),), H)
         return ForecastBatch(x.transpose(0, 1).contiguous(), y.transpose(0, 1).contiguous(), lengths, truth, windows,
                              future.transpose(0, 1).contiguous())
+
+    def features(self, split: str, days: Tensor, slots: Tensor) -> Tensor:
+        """What the model reads beside the counts at slots (B, S) of days (B,): (B, S, extra), the time of day
+        (sin, cos; data.time_features), then the day-off flag (data.day_features)."""
+        from rnnkit.data.metro import time_of_day
+
+        parts = [torch.zeros(*slots.shape, 0)]
+        if self.cfg.data.time_features:
+            parts.append(time_of_day(slots))
+        if self.cfg.data.day_features:
+            parts.append(self.day_off[split][days][:, None, None].expand(*slots.shape, 1))
+        return torch.cat(parts, dim=-1)
 
     # --- model, loss, metrics -----------------------------------------------------------------
 
@@ -114,7 +130,7 @@ class ForecastTask:
         from rnnkit.models.heads import Forecaster, Seq2SeqForecaster
 
         m, N, K = self.cfg.model, self.output_size, self.cfg.data.horizon
-        extra = 2 if self.cfg.data.time_features else 0
+        extra = extra_features(self.cfg.data)
         forecasters = {"direct": lambda: Forecaster(m, N + extra, N, K),
                        "seq2seq": lambda: Seq2SeqForecaster(m, N + extra, N, K, extra)}
         return forecasters[m.forecaster]()

@@ -165,3 +165,12 @@ def test_the_three_real_files_hold_the_same_tensors():
         other = read_metro_file(SHARED / name)
         assert all(torch.equal(a, b) for a, b in zip(pch, other, strict=True))
     assert pch[0].shape == (18, 73, 80, 2) and pch[1].shape == (7, 73, 80, 2)
+
+
+def test_days_off_are_weekends_and_listed_holidays():
+    from rnnkit.data.metro import days_off
+
+    # HZMetro: 2019-01-01 (a Tuesday and New Year's Day) .. 2019-01-25; Jan 5-6, 12-13, 19-20 are weekends
+    flags = days_off("2019-01-01", 25, "2019-01-01")
+    assert [i + 1 for i, off in enumerate(flags.tolist()) if off] == [1, 5, 6, 12, 13, 19, 20]
+    assert days_off("2019-01-01", 2).tolist() == [0.0, 0.0] and days_off("2024-02-29", 0).shape == (0,)

@@ -240,3 +240,38 @@ def test_scheduled_teacher_forcing_needs_the_seq2seq_forecaster():
     assert config_from_dict({"task": "forecast"}).model.forecaster == "direct"  # teacher forced: either model
     with pytest.raises(ConfigError, match="model.forecaster: only applies to task: forecast"):
         config_from_dict({"task": "lm", "model": {"forecaster": "seq2seq"}})
+
+
+@pytest.mark.parametrize("forecaster", ["direct", "seq2seq"])
+def test_day_features_flag_weekends_and_holidays_in_every_split(labelled, tmp_path, forecaster):
+    # labelled: 3 training days then 2 test days; from Friday 2019-01-04: Fri, Sat, Sun | Mon (val), Tue (test)
+    cfg = _cfg(labelled, forecaster, history=4, horizon=3, day_features=True, first_date="2019-01-04",
+               days_off="2019-01-07")
+    task = ForecastTask(cfg, tmp_path).setup()
+    assert {k: v.tolist() for k, v in task.day_off.items()} == {"train": [0, 1, 1], "val": [1], "test": [0]}
+    for split in ("train", "val", "test"):
+        for x, y, lengths, truth, windows, future in task.batches(split, 50, seed=0, shuffle=True):
+            flag = task.day_off[split][windows[:, 0]]  # (B,) the day of each window
+            assert x.shape[-1] == 6 + 3 and torch.equal(x[..., -1], flag.expand(4, -1))  # counts, sin, cos, flag
+            assert torch.equal(future[..., :2], time_of_day(windows[:, 1] + 3 + torch.arange(1, 4)[:, None]))
+            assert torch.equal(future[..., -1], flag.expand(3, -1))
+    batch = next(iter(task.batches("test", 5, seed=0, shuffle=False)))
+    assert task.forecast(task.build_model(), batch, torch.device("cpu")).shape[1:] == (5, 3, 6)  # reads 9 features
+
+
+@pytest.mark.parametrize("data, fragment", [
+    ({"day_features": True}, "data.day_features: needs data.first_date"),
+    ({"first_date": "2019-13-01"}, "data.first_date: '2019-13-01' is not a date; write YYYY-MM-DD"),
+    ({"first_date": "2019-01-01,2019-01-02"}, "data.first_date: '2019-01-01,2019-01-02' is one date"),
+    ({"days_off": "2019-01-01, May 1st"}, "data.days_off: 'May 1st' is not a date"),
+])
+def test_calendar_mistakes_name_the_key(data, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")):
+        config_from_dict({"task": "forecast", "data": data})
+
+
+def test_calendar_dates_may_be_yaml_dates_and_day_features_are_for_forecasts():
+    cfg = config_from_dict(yaml.safe_load("task: forecast\ndata: {first_date: 2019-01-01, day_features: true}"))
+    assert cfg.data.first_date == "2019-01-01"
+    with pytest.raises(ConfigError, match="data.day_features: only applies to task: forecast"):
+        config_from_dict({"task": "lm", "data": {"day_features": True, "first_date": "2019-01-01"}})
