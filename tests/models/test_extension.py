@@ -258,11 +258,13 @@ def test_failed_build_in_a_fresh_process_prints_one_line(tmp_path):
     assert len(lines) == 1 and "compiled CPU kernels unavailable" in lines[0], done.stderr
 
 
-@pytest.mark.parametrize("rows", [1, 5])
+@pytest.mark.parametrize("rows", [1, 5, 7])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_decoding_step_equals_the_python_step(kernels, kind, dtype, rows):
-    """Without autograd, step_projected is one compiled call for the whole stack; it computes the same state."""
+    """Without autograd, step_projected is one compiled call for the whole stack; it computes the same state.
+    H = 37 leaves a remainder both of the vector width and of the 4 (up to 5 rows) or 2 (6 to 8 rows) weight
+    rows that a product takes at a time."""
     ref, fast = pair(kind, 37, dtype, num_layers=3)
     gen = torch.Generator().manual_seed(2)
     xw0 = torch.randn(rows, ref.num_gates * 37, generator=gen, dtype=dtype)
