@@ -373,14 +373,12 @@ class _RecurrentLayer(nn.Module):
 
         The loop works on plain (B, H) views of the state, one per layer, and stacks once at the end.
         Without autograd, on the compiled kernels (CPU float32/float64, backend other than "reference") the
-        whole step is one C++ call that reads each weight once for all rows (`extension.stack_step`).
+        whole step is one C++ call that reads each weight once for all rows (`extension.decode_step`).
         """
         self._check_steppable()
         states = self._initial_states(state, xw0.shape[0], xw0)
-        if self.backend != "reference" and not torch.is_grad_enabled() and compiled_kernels(xw0):
-            weights = [self._weights(layer, 0) for layer in range(self.num_layers)]
-            kind = getattr(self, "nonlinearity", None)
-            return self._public_state(extension.stack_step(self._cell, kind, xw0, states, weights))
+        if self.compiled_step(xw0):
+            return self._public_state(extension.decode_step(self.step_kind(), xw0, None, states, self.step_weights()))
         xw, new = xw0, []
         for layer in range(self.num_layers):
             w_ih, w_hh, b_ih, b_hh = self._weights(layer, 0)
@@ -389,6 +387,19 @@ class _RecurrentLayer(nn.Module):
             s, _ = self._step(xw, tuple(st[layer] for st in states), w_hh.t(), b_hh)
             new.append(s)
         return self._public_state(tuple(torch.stack([s[k] for s in new]) for k in range(self.state_size)))
+
+    def compiled_step(self, x: Tensor) -> bool:
+        """Whether a step without autograd runs as one compiled call (`extension.decode_step`) for inputs like x."""
+        return self.backend != "reference" and not torch.is_grad_enabled() and compiled_kernels(x)
+
+    def step_kind(self) -> int:
+        """This cell's code for `extension.decode_step`."""
+        return extension.step_kind(self._cell, getattr(self, "nonlinearity", None))
+
+    def step_weights(self) -> tuple[list, list, list, list]:
+        """The lists (w_ih, w_hh, b_ih, b_hh) over layers (direction 0) that `extension.decode_step` takes."""
+        weights = [self._weights(layer, 0) for layer in range(self.num_layers)]
+        return tuple(list(column) for column in zip(*weights, strict=True))
 
     # --- Exchange with torch.nn -------------------------------------------------------------------
 

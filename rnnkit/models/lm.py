@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import inspect
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.data.vocab import PAD
+from rnnkit.models import extension
 from rnnkit.models.layers import make_layer
+
+
+class _DecodingPlan(NamedTuple):
+    """What a decoding step reads, prepared once for as long as the weights stay the same (`CharLM._plan`)."""
+
+    key: list  # (data_ptr, version) of every parameter when it was made
+    sources: list  # those parameters' tensors, detached: kept so that no later tensor can reuse their memory
+    table: Tensor  # (V, G*H): layer 0's projected input of every token, biases included
+    kind: int  # the cell's code for extension.decode_step
+    weights: tuple  # the lists (w_ih, w_hh, b_ih, b_hh) over layers that extension.decode_step takes
 
 
 class CharLM(nn.Module):
@@ -40,8 +52,7 @@ class CharLM(nn.Module):
                               nonlinearity=nonlinearity, forget_bias=forget_bias, backend=backend)
         self.drop = nn.Dropout(dropout)
         self.decoder = nn.Linear(hidden_size, vocab_size)
-        self._table: Tensor | None = None  # see input_rows: not a buffer, never saved
-        self._table_key: tuple | None = None
+        self._decoding: _DecodingPlan | None = None  # see _plan: not a buffer, never saved
 
     @classmethod
     def from_config(cls, model_cfg, vocab_size: int) -> CharLM:
@@ -66,14 +77,24 @@ class CharLM(nn.Module):
         """
         if torch.is_grad_enabled():
             return self.rnn.project_input(self.embed(tokens))
-        embedding = self.embedding.weight if hasattr(self, "embedding") else self.input_proj.weight
-        w_ih, _, b_ih, b_hh = self.rnn._weights(0, 0)
-        sources = [p for p in (embedding, w_ih, b_ih, b_hh) if p is not None]  # no biases with bias=False
-        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in sources)
-        if key != self._table_key:
-            every = torch.arange(self.vocab_size, device=tokens.device)
-            self._table, self._table_key = self.rnn.project_input(self.embed(every)), key  # (V, G*H)
-        return self._table.index_select(0, tokens)
+        return self._plan().table.index_select(0, tokens)
+
+    def _plan(self) -> _DecodingPlan:
+        """The decoding plan (table and weight lists), rebuilt when a parameter has changed since it was made:
+        an in-place update (an optimizer step, load_state_dict, torch.no_grad() + copy_) bumps a tensor's version;
+        a new tensor (a replaced Parameter, `.to(dtype)`) has a new address, as the plan keeps the old alive.
+        Checking costs ~3 us a step; the table is a (V, E) x (E, G*H) product."""
+        modules = self._modules
+        sources = [p for name in ("embedding", "input_proj", "rnn", "decoder") if (m := modules.get(name)) is not None
+                   for p in m._parameters.values() if p is not None]
+        key = [(p.data_ptr(), p._version) for p in sources]
+        plan = self._decoding
+        if plan is None or plan.key != key:
+            every = torch.arange(self.vocab_size, device=sources[0].device)
+            plan = self._decoding = _DecodingPlan(key, [p.detach() for p in sources],
+                                                  self.rnn.project_input(self.embed(every)),  # (V, G*H)
+                                                  self.rnn.step_kind(), self.rnn.step_weights())
+        return plan
 
     def decode(self, h: Tensor) -> Tensor:
         """Hidden states (..., H) -> logits (..., V)."""
@@ -93,11 +114,21 @@ class CharLM(nn.Module):
 
         The state's tensors hold the batch on dim 1, so a beam reorder is `s.index_select(1, idx)`
         on each. Logits are at least float32 (half-precision models are upcast for sampling); PAD's is left
-        as it is (the decoders forbid it, `step` gives it probability 0). Per step: one row lookup for layer
-        0's input (`input_rows`), then per layer one `addmm` on plain (B, H) views of the state and the cell's
-        pointwise update; one stack per state tensor at the end.
+        as it is (the decoders forbid it, `step` gives it probability 0). Without autograd on the compiled
+        kernels, the recurrent stack's step is one C++ call that looks layer 0's input up in the plan's table
+        (`_plan`); otherwise one row lookup for layer 0's input (`input_rows`), then per layer one `addmm` on
+        plain (B, H) views of the state and the cell's pointwise update, one stack per state tensor at the end.
         """
-        state = self.rnn.step_projected(self.input_rows(tokens), state)
+        rnn = self.rnn
+        if not torch.is_grad_enabled() and rnn.backend != "reference":
+            plan = self._plan()
+            if rnn.compiled_step(plan.table):
+                states = rnn._initial_states(state, tokens.shape[0], plan.table)
+                state = rnn._public_state(extension.decode_step(plan.kind, plan.table, tokens, states, plan.weights))
+            else:
+                state = rnn.step_projected(plan.table.index_select(0, tokens), state)
+        else:
+            state = rnn.step_projected(self.input_rows(tokens), state)
         h_top = (state[0] if isinstance(state, tuple) else state)[-1]  # (B, H), top layer
         logits = self.decode(h_top)
         return logits.to(torch.promote_types(logits.dtype, torch.float32)), state

@@ -33,6 +33,69 @@ def test_step_by_step_equals_forward(cell, embedding_dim):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("backend", ["auto", "reference"])
+@pytest.mark.parametrize("embedding_dim", [5, 0])
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_decoding_steps_without_autograd_equal_forward(cell, embedding_dim, backend):
+    """Without autograd (decoding) a step looks layer 0's input up in the plan's table and, on the compiled
+    kernels, runs the stack in one call; it agrees with forward(), from a zero state and from a given one."""
+    torch.manual_seed(0)
+    lm = CharLM(V, cell=cell, hidden_size=8, num_layers=2, embedding_dim=embedding_dim, backend=backend).double()
+    tokens = torch.randint(0, V, (T, B))
+    with torch.no_grad():
+        logits, final = lm(tokens)
+        state = None
+        for t in range(T):
+            step_logits, state = lm.step_logits(tokens[t], state)
+            torch.testing.assert_close(step_logits, logits[t], rtol=0, atol=1e-12)
+    for a, b in zip(as_tuple(state), as_tuple(final), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def greedy_text(lm, steps=8):
+    with torch.no_grad():
+        tokens, state, out = torch.tensor([1]), None, []
+        for _ in range(steps):
+            logits, state = lm.step_logits(tokens, state)
+            tokens = logits.argmax(-1)
+            out.append(int(tokens))
+    return out, logits
+
+
+def test_a_weight_change_after_a_decode_is_seen_by_the_next_decode():
+    """The decoding plan (input table, weight lists) is rebuilt whenever a parameter changed since it was made:
+    an optimizer step (in place), load_state_dict (in place), a replaced Parameter, a dtype change."""
+    torch.manual_seed(6)
+    lm = CharLM(V, cell="lstm", hidden_size=16, num_layers=2, embedding_dim=5).double()
+    fresh = CharLM(V, cell="lstm", hidden_size=16, num_layers=2, embedding_dim=5).double()
+
+    def assert_decodes_like(model, other):
+        text, logits = greedy_text(model)
+        expect_text, expect_logits = greedy_text(copy_of(other))  # a model that has never decoded
+        assert text == expect_text
+        torch.testing.assert_close(logits, expect_logits, rtol=0, atol=1e-12)
+
+    def copy_of(model):
+        twin = CharLM(V, cell="lstm", hidden_size=16, num_layers=2, embedding_dim=5).to(next(model.parameters()))
+        twin.load_state_dict(model.state_dict())
+        return twin
+
+    before, _ = greedy_text(lm)
+    optimizer = torch.optim.SGD(lm.parameters(), lr=1.0)
+    lm(torch.randint(0, V, (T, B)))[0].logsumexp(-1).sum().backward()
+    optimizer.step()  # in place: every parameter's version moves on
+    assert_decodes_like(lm, lm)
+    assert greedy_text(lm)[0] != before, "the step should change what this model says"
+    lm.load_state_dict(fresh.state_dict())
+    assert_decodes_like(lm, fresh)
+    lm.decoder.bias = torch.nn.Parameter(lm.decoder.bias + 1.0)  # a new tensor, not an in-place change
+    lm.rnn.weight_hh_l1 = torch.nn.Parameter(lm.rnn.weight_hh_l1 * 2)
+    assert_decodes_like(lm, lm)
+    lm.float()
+    assert greedy_text(lm)[1].dtype == torch.float32
+    assert_decodes_like(lm, lm)
+
+
 def test_one_hot_mode_is_one_hot_times_a_linear_weight():
     torch.manual_seed(1)
     lm = CharLM(V, cell="gru", hidden_size=8, embedding_dim=0)

@@ -5,6 +5,6 @@
 """
 
 from rnnkit.models.extension.build import disabled, load, status
-from rnnkit.models.extension.sequences import gru_layer, lstm_layer, rnn_layer, stack_step, supports
+from rnnkit.models.extension.sequences import decode_step, gru_layer, lstm_layer, rnn_layer, step_kind, supports
 
-__all__ = ["disabled", "gru_layer", "load", "lstm_layer", "rnn_layer", "stack_step", "status", "supports"]
+__all__ = ["decode_step", "disabled", "gru_layer", "load", "lstm_layer", "rnn_layer", "status", "step_kind", "supports"]

@@ -918,18 +918,36 @@ const T* optional_ptr(const c10::optional<Tensor>& t) {
   return t.has_value() && t->defined() ? t->data_ptr<T>() : nullptr;
 }
 
-// kind 0 LSTM, 1 GRU, 2 Elman tanh, 3 Elman relu. xw0 (B, G*H) = layer 0's x W_ih^T + its input biases (LSTM
-// and Elman: b_ih + b_hh, GRU: b_ih); h, c (L, B, H) (c unused but for LSTM); per layer w_ih, w_hh, b_ih,
-// b_hh as torch.nn holds them. Returns the new (h, c) or (h,), each (L, B, H).
+// Layer 0's projected input rows (B, G) into `out`: xw0 itself, or with `tokens` (B,) the rows tokens[b] of the
+// table xw0 (V, G).
 template <typename T>
-std::vector<Tensor> decode_step_impl(int64_t kind, const Tensor& xw0, const Tensor& h, const Tensor& c,
-                                     const std::vector<Tensor>& w_ih, const std::vector<Tensor>& w_hh,
-                                     const std::vector<c10::optional<Tensor>>& b_ih,
+void first_inputs(const Tensor& xw0, const c10::optional<Tensor>& tokens, int64_t B, T* out) {
+  const int64_t G = xw0.size(1);
+  if (!tokens.has_value()) {
+    std::memcpy(out, xw0.data_ptr<T>(), B * G * sizeof(T));
+    return;
+  }
+  const int64_t* tok = tokens->data_ptr<int64_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    TORCH_CHECK(tok[b] >= 0 && tok[b] < xw0.size(0), "rnnkit_cpu: decode_step token ", tok[b], " out of range");
+    std::memcpy(out + b * G, xw0.data_ptr<T>() + tok[b] * G, G * sizeof(T));
+  }
+}
+
+// kind 0 LSTM, 1 GRU, 2 Elman tanh, 3 Elman relu. xw0 (B, G*H) = layer 0's x W_ih^T + its input biases (LSTM
+// and Elman: b_ih + b_hh, GRU: b_ih), or with tokens (B,) a (V, G*H) table of them to look up; h, c (L, B, H)
+// (c unused but for LSTM); per layer w_ih, w_hh, b_ih, b_hh as torch.nn holds them. Returns the new (h, c) or
+// (h,), each (L, B, H).
+template <typename T>
+std::vector<Tensor> decode_step_impl(int64_t kind, const Tensor& xw0, const c10::optional<Tensor>& tokens,
+                                     const Tensor& h, const Tensor& c, const std::vector<Tensor>& w_ih,
+                                     const std::vector<Tensor>& w_hh, const std::vector<c10::optional<Tensor>>& b_ih,
                                      const std::vector<c10::optional<Tensor>>& b_hh) {
   const int64_t L = h.size(0), B = h.size(1), H = h.size(2), G = xw0.size(1);
   Tensor h_new = at::empty_like(h), c_new = kind == 0 ? at::empty_like(c) : Tensor();
-  Tensor gates = at::empty({B, G}, h.options()), gx = at::empty({B, G}, h.options());
-  T *g = gates.data_ptr<T>(), *x = gx.data_ptr<T>();
+  Tensor gates = at::empty({B, G}, h.options()), gx = at::empty({kind == 1 ? B : 0, G}, h.options());
+  T* __restrict__ g = gates.data_ptr<T>();
+  T* __restrict__ x = gx.data_ptr<T>();
   for (int64_t l = 0; l < L; ++l) {
     const T* hl = h.data_ptr<T>() + l * B * H;
     T* hn = h_new.data_ptr<T>() + l * B * H;
@@ -939,15 +957,17 @@ std::vector<Tensor> decode_step_impl(int64_t kind, const Tensor& xw0, const Tens
       if (l) {
         rows_product<T>(below, B, K, w_ih[l], optional_ptr<T>(b_ih[l]), false, x);
       } else {
-        std::memcpy(x, xw0.data_ptr<T>(), B * G * sizeof(T));
+        first_inputs<T>(xw0, tokens, B, x);
       }
       rows_product<T>(hl, B, H, w_hh[l], optional_ptr<T>(b_hh[l]), false, g);
       for (int64_t b = 0; b < B; ++b) {
-        const T *xr = x + b * G, *gr = g + b * G, *hp = hl + b * H;
+        const T *__restrict__ xr = x + b * G, *__restrict__ gr = g + b * G, *__restrict__ hp = hl + b * H;
+        T* __restrict__ hr = hn + b * H;
+#pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
           T r = sigmoid(xr[j] + gr[j]), z = sigmoid(xr[H + j] + gr[H + j]);
           T n = tanh_(xr[2 * H + j] + r * gr[2 * H + j]);
-          hn[b * H + j] = n + z * (hp[j] - n);
+          hr[j] = n + z * (hp[j] - n);
         }
       }
       continue;
@@ -960,34 +980,45 @@ std::vector<Tensor> decode_step_impl(int64_t kind, const Tensor& xw0, const Tens
           for (int64_t j = 0; j < G; ++j) g[b * G + j] += bh[j];
       }
     } else {
-      std::memcpy(g, xw0.data_ptr<T>(), B * G * sizeof(T));
+      first_inputs<T>(xw0, tokens, B, g);
     }
     rows_product<T>(hl, B, H, w_hh[l], nullptr, true, g);
     if (kind == 0) {
-      const T* cl = c.data_ptr<T>() + l * B * H;
-      T* cn = c_new.data_ptr<T>() + l * B * H;
+      // __restrict__ and `omp simd` let the compiler vectorise the gate math (without, beam 5's 2560 units per
+      // layer cost ~50 us; the training kernels' loops do the same).
       for (int64_t b = 0; b < B; ++b) {
-        const T* gr = g + b * G;
+        const T* __restrict__ gr = g + b * G;
+        const T* __restrict__ cl = c.data_ptr<T>() + (l * B + b) * H;
+        T* __restrict__ cn = c_new.data_ptr<T>() + (l * B + b) * H;
+        T* __restrict__ hr = hn + b * H;
+#pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
           T i = sigmoid(gr[j]), f = sigmoid(gr[H + j]), gg = tanh_(gr[2 * H + j]), o = sigmoid(gr[3 * H + j]);
-          T cc = f * cl[b * H + j] + i * gg;
-          cn[b * H + j] = cc;
-          hn[b * H + j] = o * tanh_(cc);
+          T cc = f * cl[j] + i * gg;
+          cn[j] = cc;
+          hr[j] = o * tanh_(cc);
         }
       }
+    } else if (kind == 3) {
+#pragma omp simd
+      for (int64_t j = 0; j < B * H; ++j) hn[j] = g[j] > T(0) ? g[j] : T(0);
     } else {
-      for (int64_t j = 0; j < B * H; ++j) hn[j] = kind == 3 ? (g[j] > T(0) ? g[j] : T(0)) : tanh_(g[j]);
+#pragma omp simd
+      for (int64_t j = 0; j < B * H; ++j) hn[j] = tanh_(g[j]);
     }
   }
   if (kind == 0) return {h_new, c_new};
   return {h_new};
 }
 
-std::vector<Tensor> decode_step(int64_t kind, const Tensor& xw0, const Tensor& h, const c10::optional<Tensor>& c,
-                                std::vector<Tensor> w_ih, std::vector<Tensor> w_hh,
+std::vector<Tensor> decode_step(int64_t kind, const Tensor& xw0, const c10::optional<Tensor>& tokens, const Tensor& h,
+                                const c10::optional<Tensor>& c, std::vector<Tensor> w_ih, std::vector<Tensor> w_hh,
                                 std::vector<c10::optional<Tensor>> b_ih, std::vector<c10::optional<Tensor>> b_hh) {
   TORCH_CHECK(kind >= 0 && kind <= 3, "rnnkit_cpu: decode_step kind 0..3");
-  TORCH_CHECK(h.dim() == 3 && xw0.dim() == 2 && xw0.size(0) == h.size(1), "rnnkit_cpu: decode_step shapes");
+  const int64_t rows = tokens.has_value() ? tokens->numel() : xw0.size(0);
+  TORCH_CHECK(h.dim() == 3 && xw0.dim() == 2 && rows == h.size(1), "rnnkit_cpu: decode_step shapes");
+  TORCH_CHECK(!tokens.has_value() || (tokens->dim() == 1 && tokens->scalar_type() == at::kLong),
+              "rnnkit_cpu: decode_step tokens must be (B,) int64");
   const int64_t L = h.size(0);
   TORCH_CHECK(static_cast<int64_t>(w_ih.size()) == L && static_cast<int64_t>(w_hh.size()) == L &&
                   static_cast<int64_t>(b_ih.size()) == L && static_cast<int64_t>(b_hh.size()) == L,
@@ -995,7 +1026,9 @@ std::vector<Tensor> decode_step(int64_t kind, const Tensor& xw0, const Tensor& h
   for (auto& t : w_ih) t = t.contiguous();
   for (auto& t : w_hh) t = t.contiguous();
   const Tensor hc = h.contiguous(), cc = kind == 0 ? c.value().contiguous() : Tensor();
-  RNNKIT_DISPATCH(h.scalar_type(), decode_step_impl<scalar>(kind, xw0.contiguous(), hc, cc, w_ih, w_hh, b_ih, b_hh));
+  const c10::optional<Tensor> tok = tokens.has_value() ? c10::optional<Tensor>(tokens->contiguous()) : c10::nullopt;
+  RNNKIT_DISPATCH(h.scalar_type(),
+                  decode_step_impl<scalar>(kind, xw0.contiguous(), tok, hc, cc, w_ih, w_hh, b_ih, b_hh));
 }
 
 int64_t pool_bytes() { return Pool::get().bytes(); }
@@ -1007,8 +1040,8 @@ int64_t pool_release(int64_t limit_bytes) { return Pool::get().release(limit_byt
 // Gradients that a need_* flag turns off come back as undefined tensors (None in Python).
 TORCH_LIBRARY(rnnkit_cpu, m) {
   m.def("pool_bytes() -> int", &pool_bytes);
-  m.def("decode_step(int kind, Tensor xw0, Tensor h, Tensor? c, Tensor[] w_ih, Tensor[] w_hh, Tensor?[] b_ih, "
-        "Tensor?[] b_hh) -> Tensor[]",
+  m.def("decode_step(int kind, Tensor xw0, Tensor? tokens, Tensor h, Tensor? c, Tensor[] w_ih, Tensor[] w_hh, "
+        "Tensor?[] b_ih, Tensor?[] b_hh) -> Tensor[]",
         &decode_step);
   m.def("pool_release(int limit_bytes) -> int", &pool_release);
   // Forward: (out, h_T[, c_T]) and, with keep (or always for the Elman RNN), what backward reads.

@@ -134,11 +134,16 @@ def rnn_layer(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: 
 _STEP_KINDS = {("lstm", None): 0, ("gru", None): 1, ("rnn", "tanh"): 2, ("rnn", "relu"): 3}
 
 
-def stack_step(cell: str, nonlinearity: str | None, xw0: Tensor, state: tuple[Tensor, ...], weights: list[tuple]):
-    """One decoding step of a whole stack, no autograd: xw0 (B, G*H) = layer 0's projected input (biases in, but
-    the GRU's b_hh), state (h,) or (h, c) each (L, B, H), weights[l] = (w_ih, w_hh, b_ih, b_hh) of layer l
-    -> the new state in the same layout (see `layers.step_projected`, whose Python loop this replaces)."""
-    kind = _STEP_KINDS[(cell, nonlinearity if cell == "rnn" else None)]
-    w_ih, w_hh, b_ih, b_hh = (list(column) for column in zip(*weights, strict=True))
-    c = state[1] if cell == "lstm" else None
-    return tuple(_ops().decode_step(kind, xw0, state[0], c, w_ih, w_hh, b_ih, b_hh))
+def step_kind(cell: str, nonlinearity: str | None) -> int:
+    """The compiled step's code for a cell ("lstm", "gru", "rnn"; nonlinearity only counts for "rnn")."""
+    return _STEP_KINDS[(cell, nonlinearity if cell == "rnn" else None)]
+
+
+def decode_step(kind: int, xw0: Tensor, tokens: Tensor | None, state: tuple[Tensor, ...],
+                columns: tuple[list, list, list, list]) -> tuple[Tensor, ...]:
+    """One decoding step of a whole stack, no autograd. xw0 (B, G*H) = layer 0's projected input (biases in, but
+    the GRU's b_hh), or with tokens (B,) long a (V, G*H) table of it whose rows tokens picks; state (h,) or
+    (h, c) each (L, B, H); columns = the lists (w_ih, w_hh, b_ih, b_hh) over layers -> the new state, same layout."""
+    c = state[1] if kind == 0 else None
+    return tuple(_ops().decode_step(kind, xw0, tokens, state[0], c, *columns))
+
