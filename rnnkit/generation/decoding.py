@@ -460,31 +460,34 @@ def _beam_loop(step: StepFn, first_token: int, state: State, eos_id: int, option
             # from softmax(total), in draw order (what torch.multinomial(replacement=False) returns).
             noise = torch.empty_like(total).exponential_(generator=generator).clamp_min_(1e-30).log_()
             cand = (total - noise).topk(n_cand).indices
+            cand_scores = total.index_select(0, cand)  # (2K,)
         else:
-            cand = total.topk(n_cand).indices  # best first
-        cand_scores = total[cand]  # (2K,)
-        cand_raw = (raw.unsqueeze(1) + log_probs).view(-1)[cand]
+            cand_scores, cand = total.topk(n_cand)  # best first
         parent, token = cand // vocab, cand % vocab
+        # The model's own log-prob of each candidate: raw[parent] + log_probs[parent, token], in float64.
+        cand_raw = raw.index_select(0, parent) + log_probs.view(-1).index_select(0, cand)
         # A candidate ends with EOS or with a stop sequence (which it keeps); the others can live on.
         ends = token == eos_id if stops is None else (token == eos_id) | stops.ends(token, parent)  # (2K,)
         # Live beams: the K best candidates that do not end, by running score (for beam sample, among the drawn).
         live_scores, live = cand_scores.masked_fill(ends, NEG_INF).topk(k)
-        live_parent, live_token = parent[live], token[live]
-        head = slice(0, min(k, n_cand))  # ended hypotheses only come from the first K candidates, as in HF
-        host = torch.cat([cand_scores[head].double(), cand_raw[head], parent[head].double(), token[head].double(),
-                          ends[head].double(), live_parent.double(), live_token.double(),
-                          live_scores[:1].double()]).tolist()
-        m = head.stop
-        c_score, c_raw, c_parent, c_token, c_ends = (host[i * m:(i + 1) * m] for i in range(5))
-        parents.append([int(x) for x in host[5 * m:5 * m + k]])
-        chosen.append([int(x) for x in host[5 * m + k:5 * m + 2 * k]])
-        best_live = host[-1]
+        live_parent, live_token = parent.index_select(0, live), token.index_select(0, live)
+        m = min(k, n_cand)  # ended hypotheses only come from the first K candidates, as in HF
+        # One transfer to the host (parent and token follow from cand; ends too, but for stop sequences).
+        host = torch.cat([cand_scores[:m].double(), cand_raw[:m], cand[:m].double(), live_parent.double(),
+                          live_token.double(), live_scores[:1].double()]
+                         + ([] if stops is None else [ends[:m].double()])).tolist()
+        c_score, c_raw = host[:m], host[m:2 * m]
+        c_parent, c_token = zip(*(divmod(int(c), vocab) for c in host[2 * m:3 * m]), strict=True)
+        parents.append([int(x) for x in host[3 * m:3 * m + k]])
+        chosen.append([int(x) for x in host[3 * m + k:3 * m + 2 * k]])
+        best_live = host[3 * m + 2 * k]
+        c_ends = [tok == eos_id for tok in c_token] if stops is None else host[3 * m + 2 * k + 1:]
         last = t == max_len - 1
         for r in range(m):
-            eos = int(c_token[r]) == eos_id
+            eos = c_token[r] == eos_id
             if (c_ends[r] or last) and c_score[r] > NEG_INF:
                 # length = tokens scored, EOS included: HF's (cur_len + 1 - prompt_len).
-                entry = (c_score[r] / (t + 1) ** penalty, c_raw[r], t, int(c_parent[r]), int(c_token[r]), eos,
+                entry = (c_score[r] / (t + 1) ** penalty, c_raw[r], t, c_parent[r], c_token[r], eos,
                          bool(c_ends[r]) and not eos)
                 if len(pool) < k:
                     pool.append(entry)
@@ -496,7 +499,7 @@ def _beam_loop(step: StepFn, first_token: int, state: State, eos_id: int, option
             break
         if len(pool) == k and _search_is_over(best_live, min(e[0] for e in pool), t, options):
             break
-        scores, raw, tokens = live_scores, cand_raw[live], live_token
+        scores, raw, tokens = live_scores, cand_raw.index_select(0, live), live_token
         state = select_state(state, live_parent)  # the one reorder per step
         constraints.record(live_token, t, live_parent)
         if stops is not None:
