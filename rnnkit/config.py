@@ -80,6 +80,9 @@ class DataConfig:
     time_features: bool = option(True, "forecast: add the slot's time of day (sin, cos) to every input step")
     day_features: bool = option(False, "forecast: add a day-off flag (1 on Saturdays, Sundays and data.days_off) to "
                                        "every input step; needs data.first_date")
+    profile_features: bool = option(False, "forecast: add every station's average flows over the training days at "
+                                           "the quarter-hour forecast next (the daily profile, z-scored) to every "
+                                           "input step")
     first_date: str | None = option(None, "metro: the date (YYYY-MM-DD) of the file's first training day; its test "
                                           "days follow the last training day (HZMetro: 2019-01-01)")
     days_off: str = option("", "metro: public holidays, comma-separated YYYY-MM-DD dates, off like a Sunday "
@@ -278,8 +281,9 @@ def cross_field_problems(cfg: Config) -> list[str]:
                         f"one day of 73 quarter-hours")
     problems += stream_problems(cfg)
     problems += calendar_problems(cfg.data)
-    if cfg.data.day_features and cfg.task != "forecast":
-        problems.append(f"data.day_features: only applies to task: forecast (this is task: {cfg.task}); leave it out")
+    for key in ("day_features", "profile_features"):
+        if getattr(cfg.data, key) and cfg.task != "forecast":
+            problems.append(f"data.{key}: only applies to task: forecast (this is task: {cfg.task}); leave it out")
     if cfg.data.min_len > cfg.data.max_len:
         problems.append(f"data.min_len: {cfg.data.min_len} is larger than data.max_len {cfg.data.max_len}")
     if cfg.generate.min_len > cfg.generate.max_len:

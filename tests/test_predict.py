@@ -37,9 +37,9 @@ CONFIGS = {
                  "data": {"source": "metro-synthetic", "stations": 3, "history": 4, "horizon": 3},
                  "model": {"cell": "gru", "hidden_size": 8},
                  "train": {**TRAIN, "batch_size": 16, "max_steps": 10, "eval_every": 5, "checkpoint_every": 5}},
-    "daily": {"task": "forecast",  # reads whether the day is off: the synthetic twin's calendar starts on a Tuesday
+    "daily": {"task": "forecast",  # reads whether the day is off (the synthetic twin's calendar starts on a Tuesday)
               "data": {"source": "metro-synthetic", "stations": 3, "history": 4, "horizon": 3, "day_features": True,
-                       "first_date": "2019-01-01", "days_off": "2019-01-01"},
+                       "first_date": "2019-01-01", "days_off": "2019-01-01", "profile_features": True},
               "model": {"cell": "gru", "hidden_size": 8},
               "train": {**TRAIN, "batch_size": 16, "max_steps": 10, "eval_every": 5, "checkpoint_every": 5}},
     "ascii": {"task": "classify",
@@ -57,7 +57,7 @@ CONFIGS = {
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """runs/langid (fr/en, data.max_len 40), runs/ascii (the same, lower-cased ASCII, untrained), runs/forecast
-    (3 stations, 4 in, 3 out), runs/daily (the same with day features), runs/stations (metro classify)."""
+    (3 stations, 4 in, 3 out), runs/daily (the same with day and profile features), runs/stations (metro classify)."""
     root = tmp_path_factory.mktemp("predict")
     mp = pytest.MonkeyPatch()
     mp.setenv("RNNKIT_DATA", str(root / "data"))

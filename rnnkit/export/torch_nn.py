@@ -161,15 +161,19 @@ def _forecaster_description(loaded) -> dict:
 
     info, d = loaded.task.info, loaded.cfg.data
     n = info["stations"] * info["flows"]
-    x = (f"(T, B, {n + extra_features(d)}) float, time-major: per quarter-hour the {info['stations']} stations x "
+    x = (f"(T, B, {n + extra_features(d, n)}) float, time-major: per quarter-hour the {info['stations']} stations x "
          f"{info['flows']} flows, z-scored with normaliser mean and std, flattened station-major")
     if d.time_features:
         x += (", then sin and cos of angle = (5.5 + slot / 4) * 2 * pi / 24 (slot 0 = 05:30, one per "
               "quarter-hour)")
     if d.day_features:
         x += f", then 1.0 on a Saturday, a Sunday or a holiday ({d.days_off or 'none listed'}), else 0.0"
+    if d.profile_features:
+        x += (f", then the {n} values of profile (73, {n}) at slot + 1 (the training days' average counts at the "
+              f"quarter-hour forecast next), z-scored like the counts")
     return {"horizon": d.horizon, "history": d.history, "stations": info["stations"], "flows": info["flows"],
             "time_features": d.time_features, "day_features": d.day_features,
+            **({"profile": info["profile"]} if d.profile_features else {}),
             "normaliser": {"mean": info["mean"], "std": info["std"], "per": d.normalise},
             "inputs": {"x": x},
             "outputs": f"forecasts (T, B, {d.horizon}, {n}) = decoder(rnn outputs) viewed (T, B, horizon, "

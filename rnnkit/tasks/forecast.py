@@ -22,9 +22,9 @@ from rnnkit.tasks.artifacts import check_same, normaliser_dict, normaliser_from,
 BASELINES = {"last_value": "last value repeated", "slot_average": "same-slot average of the training days"}
 
 
-def extra_features(data_cfg) -> int:
-    """How many features the model reads per step beside the counts (see ForecastTask.features)."""
-    return 2 * data_cfg.time_features + data_cfg.day_features
+def extra_features(data_cfg, outputs: int) -> int:
+    """How many features the model reads per step beside the `outputs` counts (see ForecastTask.features)."""
+    return 2 * data_cfg.time_features + data_cfg.day_features + outputs * data_cfg.profile_features
 
 
 class ForecastTask:
@@ -59,6 +59,8 @@ class ForecastTask:
             self.day_off = metro_splits(flags[:train.shape[0]], flags[train.shape[0]:], d.val_days)
         shape = self.raw["train"].shape
         self.info = {"stations": shape[2], "flows": shape[3], **normaliser_dict(self.normaliser)}
+        if d.profile_features:  # saved with the run: inference builds the same inputs without the data
+            self.info["profile"] = self.average.tolist()
         return self
 
     @classmethod
@@ -66,6 +68,8 @@ class ForecastTask:
         task = cls(cfg)
         task.info = read_task_json(Path(run_dir))
         task.normaliser = normaliser_from(task.info)
+        if "profile" in task.info:
+            task.average = torch.tensor(task.info["profile"], dtype=torch.float32)
         return task
 
     def save_artifacts(self, run_dir: Path) -> None:
@@ -104,25 +108,36 @@ class ForecastTask:
         z, H, K = self.z[split], self.cfg.data.history, self.cfg.data.horizon
         day, slots = windows[:, :1], windows[:, 1:2] + torch.arange(H)  # (B, 1), (B, H)
         ahead = slots.unsqueeze(-1) + torch.arange(1, K + 1)  # (B, H, K)
-        x = torch.cat([z[day, slots], self.features(split, day[:, 0], slots)], dim=-1)  # (B, H, N + extra)
-        future = self.features(split, day[:, 0], ahead[:, -1])  # (B, K, extra)
+        x = torch.cat([z[day, slots], self.features(split, day[:, 0], slots, slots + 1)], dim=-1)  # (B, H, N + extra)
+        future = self.features(split, day[:, 0], ahead[:, -1], ahead[:, -1])  # (B, K, extra)
         y = z[day.unsqueeze(-1), ahead]  # (B, H, K, N)
         truth = self.raw[split].flatten(2)[day, ahead[:, -1]]  # (B, K, N)
         lengths = torch.full((len(windows),), H)
         return ForecastBatch(x.transpose(0, 1).contiguous(), y.transpose(0, 1).contiguous(), lengths, truth, windows,
                              future.transpose(0, 1).contiguous())
 
-    def features(self, split: str, days: Tensor, slots: Tensor) -> Tensor:
-        """What the model reads beside the counts at slots (B, S) of days (B,): (B, S, extra), the time of day
-        (sin, cos; data.time_features), then the day-off flag (data.day_features)."""
+    def features(self, split: str, days: Tensor, slots: Tensor, forecast: Tensor) -> Tensor:
+        """What the model reads beside the counts at slots (B, S) of days (B,), whose step forecasts slots
+        `forecast` (B, S) first: (B, S, extra), the time of day (sin, cos; data.time_features), the day-off flag
+        (data.day_features), then the training days' average at the forecast slots, z-scored
+        (data.profile_features)."""
         from rnnkit.data.metro import time_of_day
 
+        d = self.cfg.data
         parts = [torch.zeros(*slots.shape, 0)]
-        if self.cfg.data.time_features:
+        if d.time_features:
             parts.append(time_of_day(slots))
-        if self.cfg.data.day_features:
+        if d.day_features:
             parts.append(self.day_off[split][days][:, None, None].expand(*slots.shape, 1))
+        if d.profile_features:
+            parts.append(self.profile[forecast])
         return torch.cat(parts, dim=-1)
+
+    @property
+    def profile(self) -> Tensor:
+        """(73, N) the slot-average baseline z-scored: the daily profile that data.profile_features reads."""
+        s, f = self.info["stations"], self.info["flows"]
+        return self.normaliser.apply(self.average.view(-1, s, f)).flatten(1)
 
     # --- model, loss, metrics -----------------------------------------------------------------
 
@@ -130,7 +145,7 @@ class ForecastTask:
         from rnnkit.models.heads import Forecaster, Seq2SeqForecaster
 
         m, N, K = self.cfg.model, self.output_size, self.cfg.data.horizon
-        extra = extra_features(self.cfg.data)
+        extra = extra_features(self.cfg.data, N)
         forecasters = {"direct": lambda: Forecaster(m, N + extra, N, K),
                        "seq2seq": lambda: Seq2SeqForecaster(m, N + extra, N, K, extra)}
         return forecasters[m.forecaster]()

@@ -275,3 +275,19 @@ def test_calendar_dates_may_be_yaml_dates_and_day_features_are_for_forecasts():
     assert cfg.data.first_date == "2019-01-01"
     with pytest.raises(ConfigError, match="data.day_features: only applies to task: forecast"):
         config_from_dict({"task": "lm", "data": {"day_features": True, "first_date": "2019-01-01"}})
+    with pytest.raises(ConfigError, match="data.profile_features: only applies to task: forecast"):
+        config_from_dict({"task": "classify", "data": {"profile_features": True}})
+
+
+def test_profile_features_are_the_training_average_of_the_slot_forecast_next(labelled, tmp_path):
+    cfg = _cfg(labelled, "seq2seq", history=4, horizon=3, profile_features=True, time_features=False)
+    task = ForecastTask(cfg, tmp_path).setup()
+    average = task.normaliser.apply(task.raw["train"].mean(dim=0)).flatten(1)  # (73, 6) z-scored, by hand
+    for x, y, lengths, truth, windows, future in task.batches("test", 50, seed=0, shuffle=False):
+        slots = windows[:, 1] + torch.arange(4)[:, None]  # (H, B) the input slots
+        assert x.shape[-1] == 12 and torch.equal(x[..., 6:], average[slots + 1])
+        ahead = windows[:, 1] + 3 + torch.arange(1, 4)[:, None]  # (K, B) the slots the decoder forecasts
+        assert torch.equal(future, average[ahead])
+    task.save_artifacts(tmp_path)
+    loaded = ForecastTask.from_run(cfg, tmp_path)  # inference without the data: the profile comes from task.json
+    torch.testing.assert_close(loaded.profile, task.profile)
