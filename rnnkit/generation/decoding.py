@@ -443,7 +443,7 @@ def _beam_loop(step: StepFn, first_token: int, state: State, eos_id: int, option
     # The K copies start identical; only beam 0 is live or the first step would fill the beam with duplicates.
     scores = torch.full((k,), NEG_INF, device=device)
     scores[0] = 0.0  # (K,) running processed score
-    raw = torch.zeros(k, dtype=torch.float64, device=device)  # (K,) the model's own log-prob of each beam
+    raw = [0.0] * k  # the model's own log-prob of each beam, summed on the host (float64, as torch's would be)
     parents, chosen = [], []  # per step, on the host: each live beam's parent beam and last token
     pool: list[tuple] = []  # (score, log_prob, t, parent, token, finished (EOS), stopped (a stop sequence))
     for t in range(max_len):
@@ -464,24 +464,24 @@ def _beam_loop(step: StepFn, first_token: int, state: State, eos_id: int, option
         else:
             cand_scores, cand = total.topk(n_cand)  # best first
         parent, token = cand // vocab, cand % vocab
-        # The model's own log-prob of each candidate: raw[parent] + log_probs[parent, token], in float64.
-        cand_raw = raw.index_select(0, parent) + log_probs.view(-1).index_select(0, cand)
         # A candidate ends with EOS or with a stop sequence (which it keeps); the others can live on.
         ends = token == eos_id if stops is None else (token == eos_id) | stops.ends(token, parent)  # (2K,)
         # Live beams: the K best candidates that do not end, by running score (for beam sample, among the drawn).
         live_scores, live = cand_scores.masked_fill(ends, NEG_INF).topk(k)
         live_parent, live_token = parent.index_select(0, live), token.index_select(0, live)
-        m = min(k, n_cand)  # ended hypotheses only come from the first K candidates, as in HF
-        # One transfer to the host (parent and token follow from cand; ends too, but for stop sequences).
-        host = torch.cat([cand_scores[:m].double(), cand_raw[:m], cand[:m].double(), live_parent.double(),
-                          live_token.double(), live_scores[:1].double()]
-                         + ([] if stops is None else [ends[:m].double()])).tolist()
-        c_score, c_raw = host[:m], host[m:2 * m]
-        c_parent, c_token = zip(*(divmod(int(c), vocab) for c in host[2 * m:3 * m]), strict=True)
-        parents.append([int(x) for x in host[3 * m:3 * m + k]])
-        chosen.append([int(x) for x in host[3 * m + k:3 * m + 2 * k]])
-        best_live = host[3 * m + 2 * k]
-        c_ends = [tok == eos_id for tok in c_token] if stops is None else host[3 * m + 2 * k + 1:]
+        # One transfer to the host, all in float64 (exact for these indices and float32 values).
+        n = cand.shape[0]
+        host = torch.cat([cand_scores, log_probs.view(-1).index_select(0, cand), cand, live, live_scores]
+                         + ([] if stops is None else [ends])).tolist()
+        c_score, c_lp = host[:n], host[n:2 * n]
+        c_parent, c_token = zip(*(divmod(int(c), vocab) for c in host[2 * n:3 * n]), strict=True)
+        c_raw = [raw[p] + lp for p, lp in zip(c_parent, c_lp, strict=True)]  # (2K,) the model's own log-probs
+        live_host = [int(i) for i in host[3 * n:3 * n + k]]
+        parents.append([c_parent[i] for i in live_host])
+        chosen.append([c_token[i] for i in live_host])
+        best_live = host[3 * n + k]
+        c_ends = [tok == eos_id for tok in c_token] if stops is None else host[3 * n + 2 * k:]
+        m = min(k, n)  # ended hypotheses only come from the first K candidates, as in HF
         last = t == max_len - 1
         for r in range(m):
             eos = c_token[r] == eos_id
@@ -499,7 +499,7 @@ def _beam_loop(step: StepFn, first_token: int, state: State, eos_id: int, option
             break
         if len(pool) == k and _search_is_over(best_live, min(e[0] for e in pool), t, options):
             break
-        scores, raw, tokens = live_scores, cand_raw.index_select(0, live), live_token
+        scores, raw, tokens = live_scores, [c_raw[i] for i in live_host], live_token
         state = select_state(state, live_parent)  # the one reorder per step
         constraints.record(live_token, t, live_parent)
         if stops is not None:
