@@ -510,3 +510,24 @@ def test_the_prompt_never_completes_a_stop_sequence():
 def test_an_empty_stop_sequence_is_rejected():
     with pytest.raises(UsageError, match="--stop must not be empty"):
         DecodeOptions(stop=((),)).validate()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_beam_search_is_the_same_on_one_thread_and_two(dtype):
+    """With several CPU threads the log-softmax of a few rows runs row by row (no second thread to wake); the
+    numbers, and so the hypotheses, are exactly those of one thread."""
+    from rnnkit.generation.decoding import _log_softmax
+
+    logits = (torch.randn(5, 37, generator=torch.Generator().manual_seed(3)) * 20).to(dtype)
+    model = TableModel(vocab=7, hidden=3, seed=4)
+    options = DecodeOptions(beam=5, max_len=9, num=5)
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            assert torch.equal(_log_softmax(logits), logits.log_softmax(-1))
+            results.append([vars(h) for h in beam_search(model.step, 1, None, EOS, options)])
+    finally:
+        torch.set_num_threads(threads)
+    assert results[0] == results[1]

@@ -304,6 +304,28 @@ def _warp(scores: Tensor, options: DecodeOptions) -> Tensor:
     return scores
 
 
+def _log_softmax(logits: Tensor) -> Tensor:
+    """logits (N, V) -> log_softmax over V. On a CPU with several threads, row by row: torch splits any N > 1
+    rows over its threads, and waking a second thread for a few rows of a vocabulary costs more than the rows
+    (on a loaded machine, milliseconds: beam 5 went 10x slower than greedy). Row by row gives the same numbers."""
+    if logits.shape[0] > 1 and logits.device.type == "cpu" and torch.get_num_threads() > 1:
+        return torch.stack([row.log_softmax(-1) for row in logits.unbind(0)])
+    return logits.log_softmax(-1)
+
+
+def _to_host(*tensors: Tensor) -> list[list]:
+    """Each (n_i,) tensor as a list of Python numbers (integers come back as floats on an accelerator): on a CPU
+    one tolist() each, elsewhere one float64 cat and one transfer (exact for these indices and values)."""
+    if tensors[0].device.type == "cpu":
+        return [t.tolist() for t in tensors]
+    flat = torch.cat(tensors).tolist()  # mixed dtypes promote to float64
+    out, start = [], 0
+    for t in tensors:
+        out.append(flat[start:start + t.shape[0]])
+        start += t.shape[0]
+    return out
+
+
 def _resolve_device(state: State, generator: torch.Generator | None, device) -> torch.device:
     """Where the decoder's tensors live: `device`, else the state's, else the generator's, else CPU."""
     if device is not None:
@@ -337,7 +359,7 @@ def _token_loop(step: StepFn, first_token: int, state: State, eos_id: int, optio
     can_stop = options.stop_at_eos or options.no_repeat_ngram > 0 or stops is not None
     for t in range(options.max_len):
         logits, state = step(tokens, state)  # (N, V)
-        log_probs = logits.log_softmax(-1)
+        log_probs = _log_softmax(logits)
         scores = constraints(logits, t)
         active = ~done
         if options.no_repeat_ngram:
@@ -448,7 +470,7 @@ def _beam_loop(step: StepFn, first_token: int, state: State, eos_id: int, option
     pool: list[tuple] = []  # (score, log_prob, t, parent, token, finished (EOS), stopped (a stop sequence))
     for t in range(max_len):
         logits, state = step(tokens, state)  # (K, V)
-        log_probs = logits.log_softmax(-1)  # as HF's beam search, the processors act on log-probabilities
+        log_probs = _log_softmax(logits)  # as HF's beam search, the processors act on log-probabilities
         vocab = log_probs.shape[1]
         step_scores = constraints(log_probs, t)
         if sample:
@@ -469,19 +491,17 @@ def _beam_loop(step: StepFn, first_token: int, state: State, eos_id: int, option
         # Live beams: the K best candidates that do not end, by running score (for beam sample, among the drawn).
         live_scores, live = cand_scores.masked_fill(ends, NEG_INF).topk(k)
         live_parent, live_token = parent.index_select(0, live), token.index_select(0, live)
-        # One transfer to the host, all in float64 (exact for these indices and float32 values).
-        n = cand.shape[0]
-        host = torch.cat([cand_scores, log_probs.view(-1).index_select(0, cand), cand, live, live_scores]
-                         + ([] if stops is None else [ends])).tolist()
-        c_score, c_lp = host[:n], host[n:2 * n]
-        c_parent, c_token = zip(*(divmod(int(c), vocab) for c in host[2 * n:3 * n]), strict=True)
+        c_score, c_lp, c_index, live_host, live_host_scores, *c_ends = _to_host(
+            cand_scores, log_probs.view(-1).index_select(0, cand), cand, live, live_scores,
+            *([] if stops is None else [ends]))
+        c_parent, c_token = zip(*(divmod(int(c), vocab) for c in c_index), strict=True)
         c_raw = [raw[p] + lp for p, lp in zip(c_parent, c_lp, strict=True)]  # (2K,) the model's own log-probs
-        live_host = [int(i) for i in host[3 * n:3 * n + k]]
+        live_host = [int(i) for i in live_host]
         parents.append([c_parent[i] for i in live_host])
         chosen.append([c_token[i] for i in live_host])
-        best_live = host[3 * n + k]
-        c_ends = [tok == eos_id for tok in c_token] if stops is None else host[3 * n + 2 * k:]
-        m = min(k, n)  # ended hypotheses only come from the first K candidates, as in HF
+        best_live = live_host_scores[0]
+        c_ends = [tok == eos_id for tok in c_token] if stops is None else c_ends[0]
+        m = min(k, len(c_index))  # ended hypotheses only come from the first K candidates, as in HF
         last = t == max_len - 1
         for r in range(m):
             eos = c_token[r] == eos_id

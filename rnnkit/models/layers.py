@@ -378,7 +378,8 @@ class _RecurrentLayer(nn.Module):
         self._check_steppable()
         states = self._initial_states(state, xw0.shape[0], xw0)
         if self.compiled_step(xw0):
-            return self._public_state(extension.decode_step(self.step_kind(), xw0, None, states, self.step_weights()))
+            new_states, _ = extension.decode_step(self.step_kind(), xw0, None, states, self.step_weights())
+            return self._public_state(new_states)
         xw, new = xw0, []
         for layer in range(self.num_layers):
             w_ih, w_hh, b_ih, b_hh = self._weights(layer, 0)

@@ -22,6 +22,7 @@ class _DecodingPlan(NamedTuple):
     table: Tensor  # (V, G*H): layer 0's projected input of every token, biases included
     kind: int  # the cell's code for extension.decode_step
     weights: tuple  # the lists (w_ih, w_hh, b_ih, b_hh) over layers that extension.decode_step takes
+    decoder: tuple | None  # (weight, bias) of the decoder when it is a plain nn.Linear, for the same call
 
 
 class CharLM(nn.Module):
@@ -91,9 +92,10 @@ class CharLM(nn.Module):
         plan = self._decoding
         if plan is None or plan.key != key:
             every = torch.arange(self.vocab_size, device=sources[0].device)
+            decoder = (self.decoder.weight, self.decoder.bias) if type(self.decoder) is nn.Linear else None
             plan = self._decoding = _DecodingPlan(key, [p.detach() for p in sources],
                                                   self.rnn.project_input(self.embed(every)),  # (V, G*H)
-                                                  self.rnn.step_kind(), self.rnn.step_weights())
+                                                  self.rnn.step_kind(), self.rnn.step_weights(), decoder)
         return plan
 
     def decode(self, h: Tensor) -> Tensor:
@@ -115,16 +117,21 @@ class CharLM(nn.Module):
         The state's tensors hold the batch on dim 1, so a beam reorder is `s.index_select(1, idx)`
         on each. Logits are at least float32 (half-precision models are upcast for sampling); PAD's is left
         as it is (the decoders forbid it, `step` gives it probability 0). Without autograd on the compiled
-        kernels, the recurrent stack's step is one C++ call that looks layer 0's input up in the plan's table
-        (`_plan`); otherwise one row lookup for layer 0's input (`input_rows`), then per layer one `addmm` on
-        plain (B, H) views of the state and the cell's pointwise update, one stack per state tensor at the end.
+        kernels, the whole step, decoder included, is one C++ call in this thread that looks layer 0's input up
+        in the plan's table (`_plan`); otherwise one row lookup for layer 0's input (`input_rows`), then per layer
+        one `addmm` on plain (B, H) views of the state and the cell's pointwise update, one stack per state
+        tensor at the end, and the decoder.
         """
         rnn = self.rnn
         if not torch.is_grad_enabled() and rnn.backend != "reference":
             plan = self._plan()
             if rnn.compiled_step(plan.table):
                 states = rnn._initial_states(state, tokens.shape[0], plan.table)
-                state = rnn._public_state(extension.decode_step(plan.kind, plan.table, tokens, states, plan.weights))
+                states, logits = extension.decode_step(plan.kind, plan.table, tokens, states, plan.weights,
+                                                       plan.decoder)
+                state = rnn._public_state(states)
+                if logits is not None:
+                    return logits, state  # float32 or float64 already
             else:
                 state = rnn.step_projected(plan.table.index_select(0, tokens), state)
         else:

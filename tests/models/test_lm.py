@@ -52,6 +52,20 @@ def test_decoding_steps_without_autograd_equal_forward(cell, embedding_dim, back
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
 
+def test_a_decoder_other_than_a_linear_layer_is_called_as_a_module():
+    """The compiled step computes the logits itself only for a plain nn.Linear decoder; any other is called."""
+    torch.manual_seed(2)
+    lm = CharLM(V, cell="gru", hidden_size=8, num_layers=2).double()
+    lm.decoder = torch.nn.Sequential(torch.nn.Linear(8, V), torch.nn.LogSoftmax(-1)).double()
+    tokens = torch.randint(0, V, (T, B))
+    with torch.no_grad():
+        logits, _ = lm(tokens)
+        state = None
+        for t in range(T):
+            step_logits, state = lm.step_logits(tokens[t], state)
+            torch.testing.assert_close(step_logits, logits[t], rtol=0, atol=1e-12)
+
+
 def greedy_text(lm, steps=8):
     with torch.no_grad():
         tokens, state, out = torch.tensor([1]), None, []

@@ -936,13 +936,16 @@ void first_inputs(const Tensor& xw0, const c10::optional<Tensor>& tokens, int64_
 
 // kind 0 LSTM, 1 GRU, 2 Elman tanh, 3 Elman relu. xw0 (B, G*H) = layer 0's x W_ih^T + its input biases (LSTM
 // and Elman: b_ih + b_hh, GRU: b_ih), or with tokens (B,) a (V, G*H) table of them to look up; h, c (L, B, H)
-// (c unused but for LSTM); per layer w_ih, w_hh, b_ih, b_hh as torch.nn holds them. Returns the new (h, c) or
-// (h,), each (L, B, H).
+// (c unused but for LSTM); per layer w_ih, w_hh, b_ih, b_hh as torch.nn holds them; dec_w (V, H), dec_b (V,) or
+// none. Returns the new (h, c) or (h,), each (L, B, H), then with dec_w the logits (B, V) of the top layer's h:
+// the whole step in this thread, where torch's product would wake a second one (on a loaded machine waiting
+// for it cost beam search 10x).
 template <typename T>
 std::vector<Tensor> decode_step_impl(int64_t kind, const Tensor& xw0, const c10::optional<Tensor>& tokens,
                                      const Tensor& h, const Tensor& c, const std::vector<Tensor>& w_ih,
                                      const std::vector<Tensor>& w_hh, const std::vector<c10::optional<Tensor>>& b_ih,
-                                     const std::vector<c10::optional<Tensor>>& b_hh) {
+                                     const std::vector<c10::optional<Tensor>>& b_hh, const c10::optional<Tensor>& dec_w,
+                                     const c10::optional<Tensor>& dec_b) {
   const int64_t L = h.size(0), B = h.size(1), H = h.size(2), G = xw0.size(1);
   Tensor h_new = at::empty_like(h), c_new = kind == 0 ? at::empty_like(c) : Tensor();
   Tensor gates = at::empty({B, G}, h.options()), gx = at::empty({kind == 1 ? B : 0, G}, h.options());
@@ -1007,13 +1010,21 @@ std::vector<Tensor> decode_step_impl(int64_t kind, const Tensor& xw0, const c10:
       for (int64_t j = 0; j < B * H; ++j) hn[j] = tanh_(g[j]);
     }
   }
-  if (kind == 0) return {h_new, c_new};
-  return {h_new};
+  std::vector<Tensor> out = {h_new};
+  if (kind == 0) out.push_back(c_new);
+  if (dec_w.has_value()) {
+    Tensor logits = at::empty({B, dec_w->size(0)}, h.options());
+    rows_product<T>(h_new.data_ptr<T>() + (L - 1) * B * H, B, H, *dec_w, optional_ptr<T>(dec_b), false,
+                    logits.data_ptr<T>());
+    out.push_back(logits);
+  }
+  return out;
 }
 
 std::vector<Tensor> decode_step(int64_t kind, const Tensor& xw0, const c10::optional<Tensor>& tokens, const Tensor& h,
                                 const c10::optional<Tensor>& c, std::vector<Tensor> w_ih, std::vector<Tensor> w_hh,
-                                std::vector<c10::optional<Tensor>> b_ih, std::vector<c10::optional<Tensor>> b_hh) {
+                                std::vector<c10::optional<Tensor>> b_ih, std::vector<c10::optional<Tensor>> b_hh,
+                                const c10::optional<Tensor>& dec_w, const c10::optional<Tensor>& dec_b) {
   TORCH_CHECK(kind >= 0 && kind <= 3, "rnnkit_cpu: decode_step kind 0..3");
   const int64_t rows = tokens.has_value() ? tokens->numel() : xw0.size(0);
   TORCH_CHECK(h.dim() == 3 && xw0.dim() == 2 && rows == h.size(1), "rnnkit_cpu: decode_step shapes");
@@ -1027,8 +1038,17 @@ std::vector<Tensor> decode_step(int64_t kind, const Tensor& xw0, const c10::opti
   for (auto& t : w_hh) t = t.contiguous();
   const Tensor hc = h.contiguous(), cc = kind == 0 ? c.value().contiguous() : Tensor();
   const c10::optional<Tensor> tok = tokens.has_value() ? c10::optional<Tensor>(tokens->contiguous()) : c10::nullopt;
+  c10::optional<Tensor> dw, db;
+  if (dec_w.has_value()) {
+    TORCH_CHECK(dec_w->dim() == 2 && dec_w->size(1) == h.size(2) && dec_w->scalar_type() == h.scalar_type(),
+                "rnnkit_cpu: decode_step decoder weight must be (V, H) of the state's dtype");
+    TORCH_CHECK(!dec_b.has_value() || (dec_b->numel() == dec_w->size(0) && dec_b->scalar_type() == h.scalar_type()),
+                "rnnkit_cpu: decode_step decoder bias must be (V,)");
+    dw = dec_w->contiguous();
+    if (dec_b.has_value()) db = dec_b->contiguous();
+  }
   RNNKIT_DISPATCH(h.scalar_type(),
-                  decode_step_impl<scalar>(kind, xw0.contiguous(), tok, hc, cc, w_ih, w_hh, b_ih, b_hh));
+                  decode_step_impl<scalar>(kind, xw0.contiguous(), tok, hc, cc, w_ih, w_hh, b_ih, b_hh, dw, db));
 }
 
 int64_t pool_bytes() { return Pool::get().bytes(); }
@@ -1041,7 +1061,7 @@ int64_t pool_release(int64_t limit_bytes) { return Pool::get().release(limit_byt
 TORCH_LIBRARY(rnnkit_cpu, m) {
   m.def("pool_bytes() -> int", &pool_bytes);
   m.def("decode_step(int kind, Tensor xw0, Tensor? tokens, Tensor h, Tensor? c, Tensor[] w_ih, Tensor[] w_hh, "
-        "Tensor?[] b_ih, Tensor?[] b_hh) -> Tensor[]",
+        "Tensor?[] b_ih, Tensor?[] b_hh, Tensor? dec_w, Tensor? dec_b) -> Tensor[]",
         &decode_step);
   m.def("pool_release(int limit_bytes) -> int", &pool_release);
   // Forward: (out, h_T[, c_T]) and, with keep (or always for the Elman RNN), what backward reads.

@@ -140,10 +140,15 @@ def step_kind(cell: str, nonlinearity: str | None) -> int:
 
 
 def decode_step(kind: int, xw0: Tensor, tokens: Tensor | None, state: tuple[Tensor, ...],
-                columns: tuple[list, list, list, list]) -> tuple[Tensor, ...]:
-    """One decoding step of a whole stack, no autograd. xw0 (B, G*H) = layer 0's projected input (biases in, but
-    the GRU's b_hh), or with tokens (B,) long a (V, G*H) table of it whose rows tokens picks; state (h,) or
-    (h, c) each (L, B, H); columns = the lists (w_ih, w_hh, b_ih, b_hh) over layers -> the new state, same layout."""
+                columns: tuple[list, list, list, list], decoder: tuple[Tensor, Tensor | None] | None = None):
+    """One decoding step of a whole stack, no autograd, in the calling thread. xw0 (B, G*H) = layer 0's projected
+    input (biases in, but the GRU's b_hh), or with tokens (B,) long a (V, G*H) table of it whose rows tokens picks;
+    state (h,) or (h, c) each (L, B, H); columns = the lists (w_ih, w_hh, b_ih, b_hh) over layers; decoder =
+    (weight (V, H), bias (V,) or None) of a linear layer on the top layer's new h, or None
+    -> (the new state in the same layout, the decoder's logits (B, V) or None)."""
     c = state[1] if kind == 0 else None
-    return tuple(_ops().decode_step(kind, xw0, tokens, state[0], c, *columns))
-
+    dec_w, dec_b = decoder if decoder is not None else (None, None)
+    out = _ops().decode_step(kind, xw0, tokens, state[0], c, *columns, dec_w, dec_b)
+    if decoder is None:
+        return tuple(out), None
+    return tuple(out[:-1]), out[-1]
