@@ -1030,6 +1030,9 @@ std::vector<Tensor> decode_step(int64_t kind, const Tensor& xw0, const c10::opti
   TORCH_CHECK(h.dim() == 3 && xw0.dim() == 2 && rows == h.size(1), "rnnkit_cpu: decode_step shapes");
   TORCH_CHECK(!tokens.has_value() || (tokens->dim() == 1 && tokens->scalar_type() == at::kLong),
               "rnnkit_cpu: decode_step tokens must be (B,) int64");
+  TORCH_CHECK(xw0.is_cpu() && h.is_cpu() && (!tokens.has_value() || tokens->is_cpu()) &&
+                  (!c.has_value() || c->is_cpu()),
+              "rnnkit_cpu: decode_step runs on CPU tensors only");
   const int64_t L = h.size(0);
   TORCH_CHECK(static_cast<int64_t>(w_ih.size()) == L && static_cast<int64_t>(w_hh.size()) == L &&
                   static_cast<int64_t>(b_ih.size()) == L && static_cast<int64_t>(b_hh.size()) == L,
