@@ -22,7 +22,8 @@ from rnnkit.presets import PRESET_DIR, preset_names, presets
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
-NAMES = ["code_lstm", "langid", "metro_classify", "metro_forecast", "quickstart", "trump_gru", "trump_lstm",
+NAMES = ["code_lstm", "langid", "metro_classify", "metro_forecast", "metro_forecast_tuned",
+         "quickstart", "trump_gru", "trump_lstm",
          "trump_rnn", "trump_stream"]
 TINY = ["--set", "train.max_steps=2", "--set", "train.eval_every=2", "--set", "train.checkpoint_every=2",
         "--set", "data.num_samples=100", "--quiet"]

@@ -250,7 +250,7 @@ def test_day_features_flag_weekends_and_holidays_in_every_split(labelled, tmp_pa
     task = ForecastTask(cfg, tmp_path).setup()
     assert {k: v.tolist() for k, v in task.day_off.items()} == {"train": [0, 1, 1], "val": [1], "test": [0]}
     for split in ("train", "val", "test"):
-        for x, y, lengths, truth, windows, future in task.batches(split, 50, seed=0, shuffle=True):
+        for x, _, _, _, windows, future in task.batches(split, 50, seed=0, shuffle=True):
             flag = task.day_off[split][windows[:, 0]]  # (B,) the day of each window
             assert x.shape[-1] == 6 + 3 and torch.equal(x[..., -1], flag.expand(4, -1))  # counts, sin, cos, flag
             assert torch.equal(future[..., :2], time_of_day(windows[:, 1] + 3 + torch.arange(1, 4)[:, None]))
@@ -283,7 +283,7 @@ def test_profile_features_are_the_training_average_of_the_slot_forecast_next(lab
     cfg = _cfg(labelled, "seq2seq", history=4, horizon=3, profile_features=True, time_features=False)
     task = ForecastTask(cfg, tmp_path).setup()
     average = task.normaliser.apply(task.raw["train"].mean(dim=0)).flatten(1)  # (73, 6) z-scored, by hand
-    for x, y, lengths, truth, windows, future in task.batches("test", 50, seed=0, shuffle=False):
+    for x, _, _, _, windows, future in task.batches("test", 50, seed=0, shuffle=False):
         slots = windows[:, 1] + torch.arange(4)[:, None]  # (H, B) the input slots
         assert x.shape[-1] == 12 and torch.equal(x[..., 6:], average[slots + 1])
         ahead = windows[:, 1] + 3 + torch.arange(1, 4)[:, None]  # (K, B) the slots the decoder forecasts
