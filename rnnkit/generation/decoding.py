@@ -304,11 +304,15 @@ def _warp(scores: Tensor, options: DecodeOptions) -> Tensor:
     return scores
 
 
+FEW_ROWS = 16  # up to this many rows, log-softmax runs row by row on a multi-threaded CPU (see _log_softmax)
+
+
 def _log_softmax(logits: Tensor) -> Tensor:
     """logits (N, V) -> log_softmax over V. On a CPU with several threads, row by row: torch splits any N > 1
     rows over its threads, and waking a second thread for a few rows of a vocabulary costs more than the rows
-    (on a loaded machine, milliseconds: beam 5 went 10x slower than greedy). Row by row gives the same numbers."""
-    if logits.shape[0] > 1 and logits.device.type == "cpu" and torch.get_num_threads() > 1:
+    (on a loaded machine, milliseconds: beam 5 went 10x slower than greedy). Row by row gives the same numbers.
+    Many rows (sampling `--num 512`) are worth the threads, and a Python loop over them is not."""
+    if 1 < logits.shape[0] <= FEW_ROWS and logits.device.type == "cpu" and torch.get_num_threads() > 1:
         return torch.stack([row.log_softmax(-1) for row in logits.unbind(0)])
     return logits.log_softmax(-1)
 
