@@ -72,11 +72,17 @@ def test_stream_takes_one_sequence_when_the_run_asks_for_three(trained_run):  # 
     assert result.exit_code == 0 and len(result.stdout.splitlines()) == 1
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default, so that Python installs its KeyboardInterrupt handler. A test run
+    started in the background by a non-interactive shell (`cmd &`) inherits SIGINT ignored, and so would the child."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_a_stream_with_exit_130_and_keeps_the_text(trained_run):  # noqa: F811
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "rnnkit", "generate", str(trained_run), "--stream", "--prompt", "BT",
                              "--fixed-length", "--max-len", "100000"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)
+                            stderr=subprocess.PIPE, env=env, preexec_fn=_default_sigint)
     try:
         shown = b""
         while len(shown) < 40:  # characters arrive while it runs: it has 100,000 to go
