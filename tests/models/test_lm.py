@@ -41,15 +41,21 @@ def test_decoding_steps_without_autograd_equal_forward(cell, embedding_dim, back
     kernels, runs the stack in one call; it agrees with forward(), from a zero state and from a given one."""
     torch.manual_seed(0)
     lm = CharLM(V, cell=cell, hidden_size=8, num_layers=2, embedding_dim=embedding_dim, backend=backend).double()
-    tokens = torch.randint(0, V, (T, B))
+    state, final = _steps_equal_forward(lm, torch.randint(0, V, (T, B)))
+    for a, b in zip(as_tuple(state), as_tuple(final), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def _steps_equal_forward(lm, tokens):
+    """Step through tokens (T, B) without autograd, each step's logits equal to forward()'s at that step;
+    -> (the stepped final state, forward()'s final state)."""
     with torch.no_grad():
         logits, final = lm(tokens)
         state = None
-        for t in range(T):
+        for t in range(tokens.shape[0]):
             step_logits, state = lm.step_logits(tokens[t], state)
             torch.testing.assert_close(step_logits, logits[t], rtol=0, atol=1e-12)
-    for a, b in zip(as_tuple(state), as_tuple(final), strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    return state, final
 
 
 def test_a_decoder_other_than_a_linear_layer_is_called_as_a_module():
@@ -57,13 +63,7 @@ def test_a_decoder_other_than_a_linear_layer_is_called_as_a_module():
     torch.manual_seed(2)
     lm = CharLM(V, cell="gru", hidden_size=8, num_layers=2).double()
     lm.decoder = torch.nn.Sequential(torch.nn.Linear(8, V), torch.nn.LogSoftmax(-1)).double()
-    tokens = torch.randint(0, V, (T, B))
-    with torch.no_grad():
-        logits, _ = lm(tokens)
-        state = None
-        for t in range(T):
-            step_logits, state = lm.step_logits(tokens[t], state)
-            torch.testing.assert_close(step_logits, logits[t], rtol=0, atol=1e-12)
+    _steps_equal_forward(lm, torch.randint(0, V, (T, B)))
 
 
 def greedy_text(lm, steps=8):
