@@ -83,6 +83,10 @@ class DataConfig:
     profile_features: bool = option(False, "forecast: add every station's average flows over the training days at "
                                            "the quarter-hour forecast next (the daily profile, z-scored) to every "
                                            "input step")
+    profile_by: str = option("all", "forecast: the days data.profile_features averages: all training days, or one "
+                                    "profile per day type (working days, days off as data.day_features tells them; "
+                                    "each day reads its own type's; needs data.first_date)",
+                             choices=("all", "day_type"))
     first_date: str | None = option(None, "metro: the date (YYYY-MM-DD) of the file's first training day; its test "
                                           "days follow the last training day (HZMetro: 2019-01-01)")
     days_off: str = option("", "metro: public holidays, comma-separated YYYY-MM-DD dates, off like a Sunday "
@@ -259,6 +263,11 @@ def calendar_problems(d: DataConfig) -> list[str]:
     if d.day_features and d.first_date is None:
         problems.append("data.day_features: needs data.first_date, the date of the first training day (YYYY-MM-DD), "
                         "to tell weekends")
+    if d.profile_by == "day_type" and d.first_date is None:
+        problems.append("data.profile_by: day_type needs data.first_date, the date of the first training day "
+                        "(YYYY-MM-DD), to tell working days from days off")
+    if d.profile_by != "all" and not d.profile_features:
+        problems.append(f"data.profile_by: {d.profile_by} only applies with data.profile_features: true")
     return problems
 
 

@@ -42,6 +42,12 @@ CONFIGS = {
                        "first_date": "2019-01-01", "days_off": "2019-01-01", "profile_features": True},
               "model": {"cell": "gru", "hidden_size": 8},
               "train": {**TRAIN, "batch_size": 16, "max_steps": 10, "eval_every": 5, "checkpoint_every": 5}},
+    "daytype": {"task": "forecast",  # reads the day's type through its profile only (data.profile_by: day_type)
+                "data": {"source": "metro-synthetic", "stations": 3, "history": 4, "horizon": 3,
+                         "first_date": "2019-01-01", "days_off": "2019-01-01", "profile_features": True,
+                         "profile_by": "day_type"},
+                "model": {"cell": "gru", "hidden_size": 8},
+                "train": {**TRAIN, "batch_size": 16, "max_steps": 10, "eval_every": 5, "checkpoint_every": 5}},
     "ascii": {"task": "classify",
               "data": {"source": "langid", "classes": f"fr={LANGID / 'fr.txt'},en={LANGID / 'en.txt'}",
                        "charset": "ascii", "lowercase": True, "min_len": 10},
@@ -57,7 +63,8 @@ CONFIGS = {
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """runs/langid (fr/en, data.max_len 40), runs/ascii (the same, lower-cased ASCII, untrained), runs/forecast
-    (3 stations, 4 in, 3 out), runs/daily (the same with day and profile features), runs/stations (metro classify)."""
+    (3 stations, 4 in, 3 out), runs/daily (the same with day and profile features), runs/daytype (a profile per day
+    type), runs/stations (metro classify)."""
     root = tmp_path_factory.mktemp("predict")
     mp = pytest.MonkeyPatch()
     mp.setenv("RNNKIT_DATA", str(root / "data"))
@@ -378,29 +385,31 @@ def test_forecaster_option_mistakes_are_one_line(work, args, fragment):
     _one_line_error(_predict("runs/forecast", *args), 2, fragment)
 
 
-def test_a_forecaster_with_day_features_reads_the_date_of_its_counts(work):
-    run = load("runs/daily", device="cpu")
+@pytest.mark.parametrize("name, key", [("daily", "data.day_features: true"), ("daytype", "data.profile_by: day_type")])
+def test_a_forecaster_that_reads_the_day_type_takes_the_date_of_its_counts(work, name, key):
+    run = load(f"runs/{name}", device="cpu")
     assert run.data().day_off["test"].tolist() == [0.0] * 5  # Monday 2019-01-21 to Friday 25 (val: the weekend)
     counts, last = run.data().raw["test"][1, 6:10], 9  # (H, S, F): Tuesday 2019-01-22, 07:00 to 07:45
-    path = _write_input(work, "daily.npz", counts, last)
+    path = _write_input(work, f"{name}.npz", counts, last)
     columns = column_names(3, 2)
 
     def forecast(*args) -> torch.Tensor:
-        record = _records(_predict("runs/daily", *args, "--json"))[0]
+        record = _records(_predict(f"runs/{name}", *args, "--json"))[0]
         return torch.tensor([[h["forecast"][c] for c in columns] for h in record["horizons"]])
 
     weekday = forecast("--input", path, "--date", "2019-01-22")
     torch.testing.assert_close(weekday, forecast("--from-split", "test", "--day", 1, "--slot", last))
     assert torch.equal(weekday, forecast("--input", path, "--date", "2026-12-02"))  # another Wednesday
     sunday = forecast("--input", path, "--date", "2019-01-20")
-    assert not torch.equal(sunday, weekday)  # the flag reaches the model
+    assert not torch.equal(sunday, weekday)  # the day's type reaches the model
     assert torch.equal(sunday, forecast("--input", path, "--date", "2019-01-01"))  # data.days_off: a holiday
-    _one_line_error(_predict("runs/daily", "--input", path), 2, "--date: runs/daily reads whether the day is off")
-    _one_line_error(_predict("runs/daily", "--input", path, "--date", "22/01/2019"), 2,
+    _one_line_error(_predict(f"runs/{name}", "--input", path), 2,
+                    f"--date: runs/{name} reads whether the day is off ({key})")
+    _one_line_error(_predict(f"runs/{name}", "--input", path, "--date", "22/01/2019"), 2,
                     "--date: '22/01/2019' is not a date; write YYYY-MM-DD")
     _one_line_error(_predict("runs/forecast", "--input", path, "--date", "2019-01-22"), 2,
-                    "--date: runs/forecast does not read the day (data.day_features: false)")
-    _one_line_error(_predict("runs/daily", "--from-split", "test", "--day", 1, "--slot", 9, "--date", "2019-01-22"),
+                    "--date: runs/forecast does not read the day (data.day_features: false, data.profile_by: all)")
+    _one_line_error(_predict(f"runs/{name}", "--from-split", "test", "--day", 1, "--slot", 9, "--date", "2019-01-22"),
                     2, "--date: goes with --input")
 
 

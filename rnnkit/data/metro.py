@@ -258,3 +258,17 @@ def days_off(first_date: str, days: int, holidays: str = "") -> Tensor:
 def slot_average(train: Tensor) -> Tensor:
     """(73, S, F) mean of each slot over the training days: the historical-average baseline."""
     return train.mean(dim=0)
+
+
+DAY_TYPES = ("working day", "day off")  # the day-off flag of days_off() indexes this
+
+
+def day_type_averages(train: Tensor, off: Tensor) -> Tensor:
+    """(2, 73, S, F) the slot average over the training days of each type, working days then days off (`off`
+    (days,), days_off()'s flags); DataError when the training days hold no day of one type."""
+    kinds = off.long()
+    for kind, name in enumerate(DAY_TYPES):
+        if not (kinds == kind).any():
+            raise DataError(f"data.profile_by: day_type: the {train.shape[0]} training days hold no {name} "
+                            f"(data.first_date, data.days_off); use data.profile_by: all")
+    return torch.stack([train[kinds == kind].mean(dim=0) for kind in range(len(DAY_TYPES))])

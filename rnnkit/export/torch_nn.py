@@ -169,8 +169,12 @@ def _forecaster_description(loaded) -> dict:
     if d.day_features:
         x += f", then 1.0 on a Saturday, a Sunday or a holiday ({d.days_off or 'none listed'}), else 0.0"
     if d.profile_features:
-        x += (f", then the {n} values of profile (73, {n}) at slot + 1 (the training days' average counts at the "
-              f"quarter-hour forecast next), z-scored like the counts")
+        kinds = len(info["profile"]) if isinstance(info["profile"][0][0], list) else 1  # runs before profile_by
+        holidays = d.days_off or "none listed"
+        which = "[0]" if kinds == 1 else f"[1 on a Saturday, a Sunday or a holiday ({holidays}), else 0]"
+        x += (f", then the {n} values of profile{which} at slot + 1, profile ({kinds}, 73, {n}) being the training "
+              f"days' average counts at each quarter-hour" + (" (working days, days off)" if kinds == 2 else "") +
+              ", z-scored like the counts")
     return {"horizon": d.horizon, "history": d.history, "stations": info["stations"], "flows": info["flows"],
             "time_features": d.time_features, "day_features": d.day_features,
             **({"profile": info["profile"]} if d.profile_features else {}),

@@ -331,17 +331,21 @@ def forecast_input(run, source: ForecastInput | str | Path, date: str | None = N
 
 
 def _day_off(run, date: str | None) -> Tensor:
-    """(1,) the day-off flag of `date` for a run with data.day_features; UsageError when it is missing or wrong."""
+    """(1,) the day-off flag of `date` for a run whose inputs depend on the day's type (data.day_features, or
+    data.profile_by: day_type); UsageError when it is missing or wrong."""
     from rnnkit.data.metro import days_off
+    from rnnkit.tasks.forecast import reads_day_type
 
     d = run.cfg.data
-    if not d.day_features:
+    if not reads_day_type(d):
         if date is not None:
-            raise UsageError(f"--date: {run.path} does not read the day (data.day_features: false); leave it out")
+            raise UsageError(f"--date: {run.path} does not read the day (data.day_features: false, data.profile_by: "
+                             f"{d.profile_by}); leave it out")
         return torch.zeros(1)
     if date is None:
-        raise UsageError(f"--date: {run.path} reads whether the day is off (data.day_features: true); give the date "
-                         f"of the counts, YYYY-MM-DD")
+        key = "data.day_features: true" if d.day_features else "data.profile_by: day_type"
+        raise UsageError(f"--date: {run.path} reads whether the day is off ({key}); give the date of the counts, "
+                         f"YYYY-MM-DD")
     try:
         return days_off(date, 1, d.days_off)
     except ValueError:

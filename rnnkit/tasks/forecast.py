@@ -22,6 +22,11 @@ from rnnkit.tasks.artifacts import check_same, normaliser_dict, normaliser_from,
 BASELINES = {"last_value": "last value repeated", "slot_average": "same-slot average of the training days"}
 
 
+def reads_day_type(data_cfg) -> bool:
+    """Whether the inputs depend on the day's type (a day off or not): then every day needs its date."""
+    return data_cfg.day_features or (data_cfg.profile_features and data_cfg.profile_by == "day_type")
+
+
 def extra_features(data_cfg, outputs: int) -> int:
     """How many features the model reads per step beside the `outputs` counts (see ForecastTask.features)."""
     return 2 * data_cfg.time_features + data_cfg.day_features + outputs * data_cfg.profile_features
@@ -42,7 +47,7 @@ class ForecastTask:
 
     def setup(self) -> ForecastTask:
         from rnnkit.data import prepare_corpus
-        from rnnkit.data.metro import Normaliser, days_off, metro_splits, select, slot_average
+        from rnnkit.data.metro import Normaliser, day_type_averages, days_off, metro_splits, select, slot_average
         from rnnkit.data.metro_source import is_metro, load_metro
 
         d = self.cfg.data
@@ -54,13 +59,16 @@ class ForecastTask:
         self.normaliser = Normaliser.fit(self.raw["train"], per=d.normalise)
         self.z = {k: self.normaliser.apply(v).flatten(2) for k, v in self.raw.items()}  # (D, 73, N)
         self.average = slot_average(self.raw["train"]).flatten(1)  # (73, N)
-        if d.day_features:  # the day-off flag of every day, split as the days are
+        if reads_day_type(d):  # the day-off flag of every day, split as the days are
             flags = days_off(d.first_date, train.shape[0] + test.shape[0], d.days_off)
             self.day_off = metro_splits(flags[:train.shape[0]], flags[train.shape[0]:], d.val_days)
         shape = self.raw["train"].shape
         self.info = {"stations": shape[2], "flows": shape[3], **normaliser_dict(self.normaliser)}
         if d.profile_features:  # saved with the run: inference builds the same inputs without the data
-            self.info["profile"] = self.average.tolist()
+            self.averages = self.average[None]  # (1, 73, N)
+            if d.profile_by == "day_type":
+                self.averages = day_type_averages(self.raw["train"], self.day_off["train"]).flatten(2)  # (2, 73, N)
+            self.info["profile"] = self.averages.tolist()
         return self
 
     @classmethod
@@ -69,7 +77,8 @@ class ForecastTask:
         task.info = read_task_json(Path(run_dir))
         task.normaliser = normaliser_from(task.info)
         if "profile" in task.info:
-            task.average = torch.tensor(task.info["profile"], dtype=torch.float32)
+            averages = torch.tensor(task.info["profile"], dtype=torch.float32)
+            task.averages = averages if averages.dim() == 3 else averages[None]  # runs before profile_by: (73, N)
         return task
 
     def save_artifacts(self, run_dir: Path) -> None:
@@ -120,7 +129,7 @@ class ForecastTask:
         """What the model reads beside the counts at slots (B, S) of days (B,), whose step forecasts slots
         `forecast` (B, S) first: (B, S, extra), the time of day (sin, cos; data.time_features), the day-off flag
         (data.day_features), then the training days' average at the forecast slots, z-scored
-        (data.profile_features)."""
+        (data.profile_features; the average of the day's own type under data.profile_by: day_type)."""
         from rnnkit.data.metro import time_of_day
 
         d = self.cfg.data
@@ -130,14 +139,16 @@ class ForecastTask:
         if d.day_features:
             parts.append(self.day_off[split][days][:, None, None].expand(*slots.shape, 1))
         if d.profile_features:
-            parts.append(self.profile[forecast])
+            kind = self.day_off[split][days].long() if d.profile_by == "day_type" else torch.zeros_like(days)
+            parts.append(self.profile[kind[:, None], forecast])
         return torch.cat(parts, dim=-1)
 
     @property
     def profile(self) -> Tensor:
-        """(73, N) the slot-average baseline z-scored: the daily profile that data.profile_features reads."""
+        """(P, 73, N) the daily profiles that data.profile_features reads, z-scored: P = 1 (all training days) or 2
+        (working days, days off; data.profile_by: day_type)."""
         s, f = self.info["stations"], self.info["flows"]
-        return self.normaliser.apply(self.average.view(-1, s, f)).flatten(1)
+        return self.normaliser.apply(self.averages.view(*self.averages.shape[:2], s, f)).flatten(2)
 
     # --- model, loss, metrics -----------------------------------------------------------------
 

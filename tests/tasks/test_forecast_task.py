@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from rnnkit.cli import app
 from rnnkit.config import config_from_dict
 from rnnkit.data.metro import SLOTS, save_metro, synthetic_metro, time_of_day
-from rnnkit.errors import ConfigError
+from rnnkit.errors import ConfigError, DataError
 from rnnkit.evaluation.metrics import horizon_errors, masked_error_sums
 from rnnkit.tasks import ForecastTask
 
@@ -291,6 +291,42 @@ def test_profile_features_are_the_training_average_of_the_slot_forecast_next(lab
     task.save_artifacts(tmp_path)
     loaded = ForecastTask.from_run(cfg, tmp_path)  # inference without the data: the profile comes from task.json
     torch.testing.assert_close(loaded.profile, task.profile)
+
+
+def test_a_profile_per_day_type_gives_each_day_the_average_of_its_own_type(labelled, tmp_path):
+    # Fri 4, Sat 5, Sun 6 January train; Mon 7 (a holiday here) validates, Tue 8 tests
+    cfg = _cfg(labelled, history=4, horizon=3, profile_features=True, profile_by="day_type", time_features=False,
+               first_date="2019-01-04", days_off="2019-01-07")
+    task = ForecastTask(cfg, tmp_path).setup()
+    raw = task.raw["train"]
+    by_hand = {0: raw[0], 1: raw[1:].mean(dim=0)}  # (73, S, F): Friday alone, the weekend's average
+    for split, kind in (("train", None), ("val", 1), ("test", 0)):
+        for x, _, _, _, windows, _ in task.batches(split, 50, seed=0, shuffle=False):
+            kinds = task.day_off[split][windows[:, 0]].long().tolist() if kind is None else [kind] * len(windows)
+            slots = windows[:, 1] + torch.arange(4)[:, None]  # (H, B)
+            for b, k in enumerate(kinds):
+                profile = task.normaliser.apply(by_hand[k]).flatten(1)  # (73, N) z-scored
+                assert torch.equal(x[:, b, 6:], profile[slots[:, b] + 1])
+    assert task.profile.shape == (2, SLOTS, 6)
+    task.save_artifacts(tmp_path)
+    torch.testing.assert_close(ForecastTask.from_run(cfg, tmp_path).profile, task.profile)
+
+
+def test_a_profile_per_day_type_needs_both_types_among_the_training_days(labelled, tmp_path):
+    cfg = _cfg(labelled, profile_features=True, profile_by="day_type", first_date="2019-01-07")  # Mon, Tue, Wed
+    with pytest.raises(DataError, match="data.profile_by: day_type: the 3 training days hold no day off"):
+        ForecastTask(cfg, tmp_path).setup()
+
+
+@pytest.mark.parametrize("data, fragment", [
+    ({"profile_features": True, "profile_by": "day_type"}, "data.profile_by: day_type needs data.first_date"),
+    ({"profile_by": "day_type", "first_date": "2019-01-01"}, "data.profile_by: day_type only applies with "
+                                                             "data.profile_features: true"),
+    ({"profile_features": True, "profile_by": "weekday"}, "data.profile_by"),
+])
+def test_profile_by_mistakes_name_the_key(data, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        config_from_dict({"task": "forecast", "data": data})
 
 
 @pytest.mark.slow
