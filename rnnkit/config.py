@@ -73,6 +73,9 @@ class DataConfig:
                                        "and flow, or per flow over all stations", choices=("station", "flow"))
     val_days: int = option(2, "metro: first days of the file's test tensor used for validation (PVCGN: 2)",
                            low=0)
+    holdout_days: int = option(0, "metro: validate on the last N training days instead (0 = on data.val_days), left "
+                                  "out of training, statistics and profiles; the test days do not change",
+                               low=0)
     min_window: int = option(0, "classify: each training batch draws its length in min_window..window "
                                 "(0 = always data.window)", low=0)
     history: int = option(4, "forecast: past quarter-hours read (PVCGN: 4)", low=1, high=72)

@@ -32,7 +32,7 @@ class StationWindows:
                             f"use at most {SLOTS}")
         self.cfg = data_cfg
         raw = {k: select(v, data_cfg.stations, data_cfg.flows) for k, v in
-               metro_splits(train, test, data_cfg.val_days).items()}
+               metro_splits(train, test, data_cfg.val_days, data_cfg.holdout_days).items()}
         self.normaliser = Normaliser.fit(raw["train"], per=data_cfg.normalise)
         self.splits = {k: self.normaliser.apply(v) for k, v in raw.items()}  # (D, 73, S, F)
         self.num_stations, self.input_size = raw["train"].shape[2], raw["train"].shape[3]

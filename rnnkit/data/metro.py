@@ -182,11 +182,21 @@ def save_metro(path: str | Path, train: Tensor, test: Tensor) -> Path:
 
 # ---------------------------------------------------------------- splits, normalisation, windows
 
-def metro_splits(train: Tensor, test: Tensor, val_days: int) -> dict[str, Tensor]:
-    """{"train": train, "val": test[:val_days], "test": test[val_days:]}: PVCGN's days with val_days = 2."""
+def metro_splits(train: Tensor, test: Tensor, val_days: int, holdout_days: int = 0) -> dict[str, Tensor]:
+    """{"train": train, "val": test[:val_days], "test": test[val_days:]}: PVCGN's days with val_days = 2.
+
+    With holdout_days = N > 0 the last N training days validate instead ("val": train[-N:], "train": train[:-N]):
+    a validation fold of the same kind of days as the test days when the file's validation days are not (HZMetro
+    validates on a weekend, tests on weekdays). The test days stay test[val_days:] either way.
+    """
     if val_days >= test.shape[0]:
         raise DataError(f"data.val_days: {val_days} leaves no test day (the file has {test.shape[0]} test days); "
                         f"lower it")
+    if holdout_days >= train.shape[0]:
+        raise DataError(f"data.holdout_days: {holdout_days} leaves no training day (the file has {train.shape[0]} "
+                        f"training days); lower it")
+    if holdout_days:
+        return {"train": train[:-holdout_days], "val": train[-holdout_days:], "test": test[val_days:]}
     return {"train": train, "val": test[:val_days], "test": test[val_days:]}
 
 

@@ -55,13 +55,14 @@ class ForecastTask:
             raise UsageError(f"task: forecast reads data.source metro (with data.path) or metro-synthetic, "
                              f"not {d.source!r}")
         train, test = load_metro(prepare_corpus(d, root=self.data_root))
-        self.raw = {k: select(v, d.stations, d.flows) for k, v in metro_splits(train, test, d.val_days).items()}
+        splits = metro_splits(train, test, d.val_days, d.holdout_days)
+        self.raw = {k: select(v, d.stations, d.flows) for k, v in splits.items()}
         self.normaliser = Normaliser.fit(self.raw["train"], per=d.normalise)
         self.z = {k: self.normaliser.apply(v).flatten(2) for k, v in self.raw.items()}  # (D, 73, N)
         self.average = slot_average(self.raw["train"]).flatten(1)  # (73, N)
         if reads_day_type(d):  # the day-off flag of every day, split as the days are
             flags = days_off(d.first_date, train.shape[0] + test.shape[0], d.days_off)
-            self.day_off = metro_splits(flags[:train.shape[0]], flags[train.shape[0]:], d.val_days)
+            self.day_off = metro_splits(flags[:train.shape[0]], flags[train.shape[0]:], d.val_days, d.holdout_days)
         shape = self.raw["train"].shape
         self.info = {"stations": shape[2], "flows": shape[3], **normaliser_dict(self.normaliser)}
         if d.profile_features:  # saved with the run: inference builds the same inputs without the data

@@ -157,6 +157,15 @@ def test_normalisation_is_fitted_on_the_training_days_only(tiny):
         metro_splits(train, test, val_days=3)
 
 
+def test_holdout_days_validate_on_the_last_training_days_and_keep_the_test_days(tiny):
+    train, test = tiny  # 4 training days, 3 test days
+    splits = metro_splits(train, test, val_days=1, holdout_days=2)
+    assert torch.equal(splits["train"], train[:2]) and torch.equal(splits["val"], train[2:])
+    assert torch.equal(splits["test"], test[1:])  # as without a holdout: the file's validation day is left out
+    with pytest.raises(DataError, match="data.holdout_days: 4 leaves no training day"):
+        metro_splits(train, test, val_days=1, holdout_days=4)
+
+
 @pytest.mark.realdata
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data/hzmetro is not beside the checkout")
 def test_the_three_real_files_hold_the_same_tensors():

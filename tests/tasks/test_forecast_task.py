@@ -312,6 +312,18 @@ def test_a_profile_per_day_type_gives_each_day_the_average_of_its_own_type(label
     torch.testing.assert_close(ForecastTask.from_run(cfg, tmp_path).profile, task.profile)
 
 
+def test_holdout_days_take_validation_statistics_and_day_types_from_the_last_training_days(labelled, tmp_path):
+    # Fri 4, Sat 5 train; Sun 6 is held out to validate; Mon 7 (the file's validation day) is left out; Tue 8 tests
+    cfg = _cfg(labelled, history=4, horizon=3, holdout_days=1, profile_features=True, profile_by="day_type",
+               first_date="2019-01-04")
+    task = ForecastTask(cfg, tmp_path).setup()
+    day_of = {split: (task.raw[split][:, 0, 0, 0] // 1000).tolist() for split in task.raw}  # labelled: day * 1000
+    assert day_of == {"train": [0, 1], "val": [2], "test": [4]}
+    assert {k: v.tolist() for k, v in task.day_off.items()} == {"train": [0, 1], "val": [1], "test": [0]}
+    torch.testing.assert_close(task.normaliser.mean, task.raw["train"].mean(dim=(0, 1)))  # the held-out day unseen
+    torch.testing.assert_close(task.averages[1], task.raw["train"][1].flatten(1))  # days off: Saturday alone
+
+
 def test_a_profile_per_day_type_needs_both_types_among_the_training_days(labelled, tmp_path):
     cfg = _cfg(labelled, profile_features=True, profile_by="day_type", first_date="2019-01-07")  # Mon, Tue, Wed
     with pytest.raises(DataError, match="data.profile_by: day_type: the 3 training days hold no day off"):
