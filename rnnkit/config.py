@@ -116,6 +116,8 @@ class ModelConfig:
     forecaster: str = option("direct", "forecast: direct = all horizons at once after every input step; seq2seq = "
                                        "an encoder-decoder reading its own forecasts, one horizon at a time (DCRNN)",
                              choices=("direct", "seq2seq"))
+    members: int = option(1, "forecast: forecasters trained side by side from different initialisations, each on its "
+                             "own error, whose forecasts are averaged (a seed ensemble in one run)", low=1, high=16)
 
 
 @dataclass
@@ -281,6 +283,8 @@ def cross_field_problems(cfg: Config) -> list[str]:
         problems.append(f"model.nonlinearity: only applies to model.cell: rnn (got cell {cfg.model.cell!r})")
     if cfg.model.bidirectional and cfg.task != "classify":
         problems.append("model.bidirectional: only task: classify can read the future; use false")
+    if cfg.model.members > 1 and cfg.task != "forecast":
+        problems.append(f"model.members: only applies to task: forecast (this is task: {cfg.task}); leave it out")
     if cfg.model.forecaster != "direct" and cfg.task != "forecast":
         problems.append(f"model.forecaster: only applies to task: forecast (this is task: {cfg.task}); leave it out")
     problems += teacher_forcing_problems(cfg)

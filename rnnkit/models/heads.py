@@ -1,4 +1,5 @@
-"""Task heads on the hand-written recurrent layers: many-to-one classifier, direct and encoder-decoder forecasters."""
+"""Task heads on the hand-written recurrent layers: many-to-one classifier, direct and encoder-decoder forecasters,
+and an average of forecasters (model.members)."""
 
 from __future__ import annotations
 
@@ -114,3 +115,24 @@ class Seq2SeqForecaster(nn.Module):
             h = state[0] if isinstance(state, tuple) else state  # (L, B, H)
             forecasts.append(self.head(self.drop(h[-1])))  # (B, N)
         return torch.stack(forecasts, dim=1).unsqueeze(0)  # (1, B, K, N)
+
+
+class ForecastEnsemble(nn.Module):
+    """Several forecasters of one kind, initialised apart, whose forecasts are averaged (model.members).
+
+    Called like one member, it returns the members' mean forecast; `member_forecasts` stacks them (M, ...), so
+    that training puts each member's own error in the loss: the members learn independently, as separately
+    seeded runs would, and the average removes part of what their initialisations made them get wrong.
+    """
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def member_forecasts(self, *args, **kwargs) -> Tensor:
+        """Each member's forecast, stacked: (M, T, B, K, N)."""
+        return torch.stack([member(*args, **kwargs) for member in self.members])
+
+    def forward(self, *args, **kwargs) -> Tensor:
+        """The members' mean forecast, with a member's arguments and output shape (T, B, K, N)."""
+        return self.member_forecasts(*args, **kwargs).mean(dim=0)

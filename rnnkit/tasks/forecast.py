@@ -154,13 +154,15 @@ class ForecastTask:
     # --- model, loss, metrics -----------------------------------------------------------------
 
     def build_model(self) -> nn.Module:
-        from rnnkit.models.heads import Forecaster, Seq2SeqForecaster
+        from rnnkit.models.heads import ForecastEnsemble, Forecaster, Seq2SeqForecaster
 
         m, N, K = self.cfg.model, self.output_size, self.cfg.data.horizon
         extra = extra_features(self.cfg.data, N)
         forecasters = {"direct": lambda: Forecaster(m, N + extra, N, K),
                        "seq2seq": lambda: Seq2SeqForecaster(m, N + extra, N, K, extra)}
-        return forecasters[m.forecaster]()
+        if m.members == 1:
+            return forecasters[m.forecaster]()
+        return ForecastEnsemble([forecasters[m.forecaster]() for _ in range(m.members)])
 
     def _errors(self, pred: Tensor, y: Tensor) -> Tensor:
         t = self.cfg.train
@@ -168,17 +170,20 @@ class ForecastTask:
             return F.huber_loss(pred, y, reduction="sum", delta=t.huber_delta)
         return F.mse_loss(pred, y, reduction="sum")
 
-    def forecast(self, model: nn.Module, batch, device: torch.device, teacher_forcing: float = 0.0) -> Tensor:
+    def forecast(self, model: nn.Module, batch, device: torch.device, teacher_forcing: float = 0.0,
+                 members: bool = False) -> Tensor:
         """Normalised forecasts (H, B, K, N) after every input step (direct), or (1, B, K, N) after the last one
-        (seq2seq, whose decoder reads the truth y with probability teacher_forcing, else its own forecasts)."""
+        (seq2seq, whose decoder reads the truth y with probability teacher_forcing, else its own forecasts).
+        members: each member's forecast of a ForecastEnsemble (model.members), stacked (M, ...), not their mean."""
+        call = model.member_forecasts if members else model
         x = batch.x.to(device, non_blocking=True)
         if self.cfg.model.forecaster == "direct":
-            return model(x).float()
+            return call(x).float()
         future = batch.future.to(device, non_blocking=True)
         targets = None  # p = 0 (evaluation): free running, the truth is not even handed over
         if teacher_forcing > 0:
             targets = batch.y[-1].transpose(0, 1).to(device, non_blocking=True)  # (K, B, N)
-        return model(x, future=future, targets=targets, teacher_forcing=teacher_forcing).float()
+        return call(x, future=future, targets=targets, teacher_forcing=teacher_forcing).float()
 
     def _supervised(self, pred: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """The (forecast, truth) pairs the loss reads: seq2seq only forecasts after the last input step."""
@@ -193,8 +198,13 @@ class ForecastTask:
         teacher_forcing: the probability that the seq2seq decoder reads the true previous values (the trainer
         passes the schedule's value, or nothing: pure teacher forcing); the config refuses p < 1 for direct.
         """
-        pred = self.forecast(model, batch, device, teacher_forcing)
-        pred, y = self._supervised(pred, batch.y.to(device, non_blocking=True))
+        y = batch.y.to(device, non_blocking=True)
+        if self.cfg.model.members == 1:
+            pred, y = self._supervised(self.forecast(model, batch, device, teacher_forcing), y)
+        else:  # every member learns from its own error, as if it were trained alone (not from the mean's)
+            preds = self.forecast(model, batch, device, teacher_forcing, members=True)  # (M, T, B, K, N)
+            pairs = [self._supervised(p, y) for p in preds]
+            pred, y = torch.cat([p for p, _ in pairs]), torch.cat([t for _, t in pairs])  # members along time
         count = torch.tensor(float(y.numel()), device=device)
         return self._errors(pred, y), count, int(batch.lengths.sum())
 

@@ -202,6 +202,59 @@ def test_seq2seq_trains_teacher_forced_and_is_scored_free_running(tmp_path):
     assert free.item() == pytest.approx(torch.nn.functional.mse_loss(by_hand, y[-1], reduction="sum").item())
 
 
+@pytest.mark.parametrize("forecaster", ["direct", "seq2seq"])
+def test_members_forecast_their_mean_and_each_learns_from_its_own_error(tmp_path, forecaster):
+    path = save_metro(tmp_path / "m.npz", *synthetic_metro(train_days=3, test_days=3, stations=4, seed=0))
+    cfg = _cfg(path, forecaster)
+    cfg.model.members = 3
+    task = ForecastTask(cfg, tmp_path).setup()
+    torch.manual_seed(0)
+    model, cpu = task.build_model(), torch.device("cpu")
+    batch = next(iter(task.batches("train", 16, 0, True)))
+    members = [m.decoder.weight if forecaster == "direct" else m.head.weight for m in model.members]
+    assert len(members) == 3 and not torch.equal(members[0], members[1])  # initialised apart
+    alone = [task.forecast(m, batch, cpu) for m in model.members]
+    torch.testing.assert_close(task.forecast(model, batch, cpu), torch.stack(alone).mean(dim=0))
+    loss, count, _ = task.loss(model, batch, cpu)
+    cfg.model.members = 1  # each member as a run of its own: the loss is the mean of theirs, not the mean's
+    own = [task.loss(m, batch, cpu) for m in model.members]
+    assert count == 3 * own[0][1]
+    assert (loss / count).item() == pytest.approx(sum((s / n).item() for s, n, _ in own) / 3, rel=1e-6)
+    mean_loss = task._errors(*task._supervised(task.forecast(model, batch, cpu), batch.y)) / own[0][1]
+    assert (loss / count).item() > mean_loss.item()  # averaging forecasts removes some of each member's error
+
+
+def test_a_run_of_members_trains_evaluates_predicts_and_is_not_exported(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    path = save_metro(tmp_path / "m.npz", *synthetic_metro(train_days=3, test_days=3, stations=4, seed=0))
+    cfg = {"task": "forecast", "data": {"source": "metro", "path": str(path), "val_days": 1},
+           "model": {"cell": "gru", "hidden_size": 8, "members": 2},
+           "train": {"batch_size": 16, "max_steps": 4, "eval_every": 2, "checkpoint_every": 2, "device": "cpu",
+                     "histogram_every": 0}}
+    (tmp_path / "e.yaml").write_text(yaml.safe_dump(cfg))
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", "e.yaml", "-q"]).exit_code == 0
+    result = runner.invoke(app, ["eval", "runs/e", "--split", "test", "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    with torch.no_grad():  # the mean of the members' forecasts is what eval scores
+        from rnnkit.runs.loaded import load
+
+        run = load(tmp_path / "runs" / "e", device="cpu")
+        batch = next(iter(run.data().batches("test", 10_000, 0, False)))
+        mean = torch.stack([m(batch.x)[-1] for m in run.model.members]).mean(dim=0)
+    by_hand = horizon_errors(masked_error_sums(run.data().counts(mean), batch.truth))
+    assert [r["mae"] for r in record["horizons"]] == pytest.approx([r["mae"] for r in by_hand], rel=1e-5)
+    result = runner.invoke(app, ["predict", "runs/e", "--from-split", "test", "--day", "0", "--slot", "10", "--json"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["export", "runs/e", "e.pt"])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code != 0 and len(lines) == 1 and "export: a ForecastEnsemble" in lines[0], result.output
+    with pytest.raises(ConfigError, match="model.members: only applies to task: forecast"):
+        config_from_dict({"task": "lm", "model": {"members": 2}})
+
+
 def test_seq2seq_with_scheduled_sampling_end_to_end(tmp_path, monkeypatch):
     from rnnkit.models.heads import Seq2SeqForecaster
 
