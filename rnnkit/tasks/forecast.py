@@ -69,7 +69,7 @@ class ForecastTask:
             self.averages = self.average[None]  # (1, 73, N)
             if d.profile_by == "day_type":
                 self.averages = day_type_averages(self.raw["train"], self.day_off["train"]).flatten(2)  # (2, 73, N)
-            self.info["profile"] = self.averages.tolist()
+            self.info["profile"] = (self.averages if d.profile_by == "day_type" else self.average).tolist()
         return self
 
     @classmethod
@@ -79,7 +79,7 @@ class ForecastTask:
         task.normaliser = normaliser_from(task.info)
         if "profile" in task.info:
             averages = torch.tensor(task.info["profile"], dtype=torch.float32)
-            task.averages = averages if averages.dim() == 3 else averages[None]  # runs before profile_by: (73, N)
+            task.averages = averages if averages.dim() == 3 else averages[None]  # data.profile_by: all, (73, N)
         return task
 
     def save_artifacts(self, run_dir: Path) -> None:
