@@ -116,6 +116,10 @@ class ModelConfig:
     forecaster: str = option("direct", "forecast: direct = all horizons at once after every input step; seq2seq = "
                                        "an encoder-decoder reading its own forecasts, one horizon at a time (DCRNN)",
                              choices=("direct", "seq2seq"))
+    forecast_base: str = option("none", "forecast (direct): what the network's output is added to: nothing, the last "
+                                        "value read (it forecasts the change), or the daily profile at each slot "
+                                        "forecast (it forecasts the deviation; needs data.profile_features)",
+                                choices=("none", "last_value", "profile"))
     members: int = option(1, "forecast: forecasters trained side by side from different initialisations, each on its "
                              "own error, whose forecasts are averaged (a seed ensemble in one run)", low=1, high=16)
 
@@ -283,6 +287,11 @@ def cross_field_problems(cfg: Config) -> list[str]:
         problems.append(f"model.nonlinearity: only applies to model.cell: rnn (got cell {cfg.model.cell!r})")
     if cfg.model.bidirectional and cfg.task != "classify":
         problems.append("model.bidirectional: only task: classify can read the future; use false")
+    if cfg.model.forecast_base != "none" and (cfg.task != "forecast" or cfg.model.forecaster != "direct"):
+        problems.append("model.forecast_base: only applies to task: forecast with model.forecaster: direct (the "
+                        "seq2seq decoder reads its own forecasts back); use none")
+    if cfg.model.forecast_base == "profile" and not cfg.data.profile_features:
+        problems.append("model.forecast_base: profile needs data.profile_features: true (the profile it starts from)")
     if cfg.model.members > 1 and cfg.task != "forecast":
         problems.append(f"model.members: only applies to task: forecast (this is task: {cfg.task}); leave it out")
     if cfg.model.forecaster != "direct" and cfg.task != "forecast":

@@ -46,7 +46,7 @@ CONFIGS = {
                 "data": {"source": "metro-synthetic", "stations": 3, "history": 4, "horizon": 3,
                          "first_date": "2019-01-01", "days_off": "2019-01-01", "profile_features": True,
                          "profile_by": "day_type"},
-                "model": {"cell": "gru", "hidden_size": 8},
+                "model": {"cell": "gru", "hidden_size": 8, "forecast_base": "profile"},
                 "train": {**TRAIN, "batch_size": 16, "max_steps": 10, "eval_every": 5, "checkpoint_every": 5}},
     "ascii": {"task": "classify",
               "data": {"source": "langid", "classes": f"fr={LANGID / 'fr.txt'},en={LANGID / 'en.txt'}",
@@ -64,7 +64,7 @@ CONFIGS = {
 def work(tmp_path_factory):
     """runs/langid (fr/en, data.max_len 40), runs/ascii (the same, lower-cased ASCII, untrained), runs/forecast
     (3 stations, 4 in, 3 out), runs/daily (the same with day and profile features), runs/daytype (a profile per day
-    type), runs/stations (metro classify)."""
+    type, forecasting the deviation from it), runs/stations (metro classify)."""
     root = tmp_path_factory.mktemp("predict")
     mp = pytest.MonkeyPatch()
     mp.setenv("RNNKIT_DATA", str(root / "data"))

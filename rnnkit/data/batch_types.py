@@ -46,11 +46,12 @@ class ForecastBatch(NamedTuple):
     truth: Tensor  # (B, K, N) counts after the last input step
     windows: Tensor  # (B, 2) long (day, first slot)
     future: Tensor  # (K, B, extra) time features of the K forecast slots
+    base: Tensor  # (H, B, K, N) normalised: what the direct forecaster's output is added to (model.forecast_base)
 
     def to(self, device) -> ForecastBatch:
         return _moved(self, device)
 
     def select(self, rows: Tensor) -> ForecastBatch:
         """The windows `rows` (M,) long of the batch, each tensor indexed on its batch dimension."""
-        dims = (1, 1, 0, 0, 0, 1)  # where B is in x, y, lengths, truth, windows, future
+        dims = (1, 1, 0, 0, 0, 1, 1)  # where B is in x, y, lengths, truth, windows, future, base
         return ForecastBatch(*(t.index_select(dim, rows) for t, dim in zip(self, dims, strict=True)))

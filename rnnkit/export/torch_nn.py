@@ -181,8 +181,16 @@ def _forecaster_description(loaded) -> dict:
             "normaliser": {"mean": info["mean"], "std": info["std"], "per": d.normalise},
             "inputs": {"x": x},
             "outputs": f"forecasts (T, B, {d.horizon}, {n}) = decoder(rnn outputs) viewed (T, B, horizon, "
-                       f"stations * flows): after each step t, the next {d.horizon} steps in z-scores (counts = "
-                       f"z * std + mean); the forecast of a window is row T - 1"}
+                       f"stations * flows){_BASES[loaded.cfg.model.forecast_base]}: after each step t, the next "
+                       f"{d.horizon} steps in z-scores (counts = z * std + mean); the forecast of a window is row "
+                       f"T - 1"}
+
+
+_BASES = {  # model.forecast_base: what rnnkit adds to the decoder's output
+    "none": "",
+    "last_value": " + the z-scored values read at step t, at every horizon k",
+    "profile": " + the z-scored profile (as in the inputs) at slot + k for horizon k = 1..horizon",
+}
 
 
 # --- calling the modules, and checking them against rnnkit ---------------------------------------------------------

@@ -114,7 +114,8 @@ class ForecastTask:
     def make_batch(self, split: str, windows: Tensor) -> ForecastBatch:
         """windows (B, 2) (day, first slot) -> x (H, B, N + extra), y (H, B, K, N) normalised, lengths (B,),
         truth (B, K, N) counts after the last input step, windows, future (K, B, extra): the features of the
-        slots forecast after the last input step (what the seq2seq decoder reads)."""
+        slots forecast after the last input step (what the seq2seq decoder reads), base (H, B, K, N): what the
+        forecasts start from (model.forecast_base)."""
         z, H, K = self.z[split], self.cfg.data.history, self.cfg.data.horizon
         day, slots = windows[:, :1], windows[:, 1:2] + torch.arange(H)  # (B, 1), (B, H)
         ahead = slots.unsqueeze(-1) + torch.arange(1, K + 1)  # (B, H, K)
@@ -123,8 +124,21 @@ class ForecastTask:
         y = z[day.unsqueeze(-1), ahead]  # (B, H, K, N)
         truth = self.raw[split].flatten(2)[day, ahead[:, -1]]  # (B, K, N)
         lengths = torch.full((len(windows),), H)
+        base = self.base(split, day[:, 0], slots, ahead)  # (B, H, K, N)
         return ForecastBatch(x.transpose(0, 1).contiguous(), y.transpose(0, 1).contiguous(), lengths, truth, windows,
-                             future.transpose(0, 1).contiguous())
+                             future.transpose(0, 1).contiguous(), base.transpose(0, 1).contiguous())
+
+    def base(self, split: str, days: Tensor, slots: Tensor, ahead: Tensor) -> Tensor:
+        """(B, H, K, N) what the forecasts made at slots (B, H) of days (B,) for slots ahead (B, H, K) start from,
+        normalised: zero, the value just read (the network forecasts the change), or the daily profile at each
+        slot forecast (the network forecasts the deviation from the usual day); model.forecast_base."""
+        kind = self.cfg.model.forecast_base
+        if kind == "last_value":
+            return self.z[split][days[:, None], slots].unsqueeze(2).expand(*ahead.shape, -1)
+        if kind == "profile":
+            types = self.day_off[split][days].long() if self.cfg.data.profile_by == "day_type" else 0 * days
+            return self.profile[types[:, None, None], ahead]
+        return torch.zeros(*ahead.shape, self.output_size)
 
     def features(self, split: str, days: Tensor, slots: Tensor, forecast: Tensor) -> Tensor:
         """What the model reads beside the counts at slots (B, S) of days (B,), whose step forecasts slots
@@ -172,13 +186,14 @@ class ForecastTask:
 
     def forecast(self, model: nn.Module, batch, device: torch.device, teacher_forcing: float = 0.0,
                  members: bool = False) -> Tensor:
-        """Normalised forecasts (H, B, K, N) after every input step (direct), or (1, B, K, N) after the last one
-        (seq2seq, whose decoder reads the truth y with probability teacher_forcing, else its own forecasts).
+        """Normalised forecasts (H, B, K, N) after every input step (direct: the network's output plus batch.base),
+        or (1, B, K, N) after the last one (seq2seq, whose decoder reads the truth y with probability
+        teacher_forcing, else its own forecasts).
         members: each member's forecast of a ForecastEnsemble (model.members), stacked (M, ...), not their mean."""
         call = model.member_forecasts if members else model
         x = batch.x.to(device, non_blocking=True)
         if self.cfg.model.forecaster == "direct":
-            return call(x).float()
+            return call(x).float() + batch.base.to(device, non_blocking=True)
         future = batch.future.to(device, non_blocking=True)
         targets = None  # p = 0 (evaluation): free running, the truth is not even handed over
         if teacher_forcing > 0:

@@ -40,7 +40,7 @@ def test_windows_never_cross_a_day_and_targets_follow_the_inputs(labelled, tmp_p
     task = ForecastTask(_cfg(labelled, history=4, horizon=3), tmp_path).setup()
     assert task.num_sequences("train") == 3 * (SLOTS - 7 + 1)
     for split in ("train", "val", "test"):
-        for x, y, lengths, truth, windows, future in task.batches(split, 50, seed=0, shuffle=True):
+        for x, y, lengths, truth, windows, future, _ in task.batches(split, 50, seed=0, shuffle=True):
             counts = task.normaliser.invert(x[..., :6].reshape(4, -1, 3, 2))[..., 0, 0]  # (H, B)
             day, slot = (counts.round() // 1000), (counts.round() % 1000) - 1
             assert (day == day[0]).all() and (slot[1:] - slot[:-1] == 1).all()  # one day, consecutive slots
@@ -191,7 +191,7 @@ def test_seq2seq_trains_teacher_forced_and_is_scored_free_running(tmp_path):
     task = ForecastTask(cfg, tmp_path).setup()
     torch.manual_seed(0)
     model, cpu = task.build_model(), torch.device("cpu")
-    x, y, _, _, _, future = batch = next(iter(task.batches("train", 16, 0, True)))
+    x, y, _, _, _, future, _ = batch = next(iter(task.batches("train", 16, 0, True)))
     default, count, _ = task.loss(model, batch, cpu)  # what the trainer calls with a constant 1.0 schedule
     assert count == 16 * 4 * 8  # B x K x N: y[-1] only
     forced, _, _ = task.loss(model, batch, cpu, teacher_forcing=1.0)
@@ -303,7 +303,7 @@ def test_day_features_flag_weekends_and_holidays_in_every_split(labelled, tmp_pa
     task = ForecastTask(cfg, tmp_path).setup()
     assert {k: v.tolist() for k, v in task.day_off.items()} == {"train": [0, 1, 1], "val": [1], "test": [0]}
     for split in ("train", "val", "test"):
-        for x, _, _, _, windows, future in task.batches(split, 50, seed=0, shuffle=True):
+        for x, _, _, _, windows, future, _ in task.batches(split, 50, seed=0, shuffle=True):
             flag = task.day_off[split][windows[:, 0]]  # (B,) the day of each window
             assert x.shape[-1] == 6 + 3 and torch.equal(x[..., -1], flag.expand(4, -1))  # counts, sin, cos, flag
             assert torch.equal(future[..., :2], time_of_day(windows[:, 1] + 3 + torch.arange(1, 4)[:, None]))
@@ -336,7 +336,7 @@ def test_profile_features_are_the_training_average_of_the_slot_forecast_next(lab
     cfg = _cfg(labelled, "seq2seq", history=4, horizon=3, profile_features=True, time_features=False)
     task = ForecastTask(cfg, tmp_path).setup()
     average = task.normaliser.apply(task.raw["train"].mean(dim=0)).flatten(1)  # (73, 6) z-scored, by hand
-    for x, _, _, _, windows, future in task.batches("test", 50, seed=0, shuffle=False):
+    for x, _, _, _, windows, future, _ in task.batches("test", 50, seed=0, shuffle=False):
         slots = windows[:, 1] + torch.arange(4)[:, None]  # (H, B) the input slots
         assert x.shape[-1] == 12 and torch.equal(x[..., 6:], average[slots + 1])
         ahead = windows[:, 1] + 3 + torch.arange(1, 4)[:, None]  # (K, B) the slots the decoder forecasts
@@ -354,7 +354,7 @@ def test_a_profile_per_day_type_gives_each_day_the_average_of_its_own_type(label
     raw = task.raw["train"]
     by_hand = {0: raw[0], 1: raw[1:].mean(dim=0)}  # (73, S, F): Friday alone, the weekend's average
     for split, kind in (("train", None), ("val", 1), ("test", 0)):
-        for x, _, _, _, windows, _ in task.batches(split, 50, seed=0, shuffle=False):
+        for x, _, _, _, windows, _, _ in task.batches(split, 50, seed=0, shuffle=False):
             kinds = task.day_off[split][windows[:, 0]].long().tolist() if kind is None else [kind] * len(windows)
             slots = windows[:, 1] + torch.arange(4)[:, None]  # (H, B)
             for b, k in enumerate(kinds):
@@ -375,6 +375,36 @@ def test_holdout_days_take_validation_statistics_and_day_types_from_the_last_tra
     assert {k: v.tolist() for k, v in task.day_off.items()} == {"train": [0, 1], "val": [1], "test": [0]}
     torch.testing.assert_close(task.normaliser.mean, task.raw["train"].mean(dim=(0, 1)))  # the held-out day unseen
     torch.testing.assert_close(task.averages[1], task.raw["train"][1].flatten(1))  # days off: Saturday alone
+
+
+@pytest.mark.parametrize("base", ["none", "last_value", "profile"])
+def test_the_forecast_is_the_network_output_plus_its_base(labelled, tmp_path, base):
+    cfg = _cfg(labelled, history=4, horizon=3, profile_features=True, profile_by="day_type", time_features=False,
+               first_date="2019-01-04")
+    cfg.model.forecast_base = base
+    task = ForecastTask(cfg, tmp_path).setup()
+    model, cpu = task.build_model(), torch.device("cpu")
+    for split in ("train", "test"):
+        batch = next(iter(task.batches(split, 50, seed=0, shuffle=False)))
+        slots = batch.windows[:, 1] + torch.arange(4)[:, None]  # (H, B) the input slots
+        ahead = slots[..., None] + torch.arange(1, 4)  # (H, B, K)
+        kinds = task.day_off[split][batch.windows[:, 0]].long()  # (B,)
+        by_hand = {"none": torch.zeros(4, len(slots[0]), 3, 6),
+                   "last_value": batch.x[..., :6].unsqueeze(2).expand(-1, -1, 3, -1),  # the values just read
+                   "profile": task.profile[kinds[None, :, None], ahead]}[base]  # each slot forecast, own day type
+        torch.testing.assert_close(batch.base, by_hand)
+        with torch.no_grad():
+            torch.testing.assert_close(task.forecast(model, batch, cpu), model(batch.x) + by_hand)
+
+
+@pytest.mark.parametrize("settings, fragment", [
+    ({"model": {"forecast_base": "last_value", "forecaster": "seq2seq"}}, "model.forecast_base: only applies to task: "
+                                                                          "forecast with model.forecaster: direct"),
+    ({"model": {"forecast_base": "profile"}}, "model.forecast_base: profile needs data.profile_features: true"),
+])
+def test_forecast_base_mistakes_name_the_key(settings, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        config_from_dict({"task": "forecast", **settings})
 
 
 def test_a_profile_per_day_type_needs_both_types_among_the_training_days(labelled, tmp_path):
