@@ -74,3 +74,13 @@ def test_sweeps_are_not_presets_and_run_by_name(tmp_path, monkeypatch):
     assert [json.loads(line)["name"] for line in dry.stdout.splitlines()][:2] == [
         "clip_grad_norm=0.0,seed=0", "clip_grad_norm=0.0,seed=1"]
     assert not (tmp_path / "runs").exists()  # a dry run makes no folder
+
+
+def test_the_shipped_metro_ensemble_is_the_point_the_weekday_fold_chose():
+    """README "Metro forecasting": configs/metro_forecast_ensemble.yaml is metro_weekdays' m5x512_day_type variant
+    trained on all training days (fold paper), so the sweep's test runs are runs of the shipped config."""
+    points = {p.name: p.cfg for p in load_sweep(ROOT / "configs/sweeps/metro_weekdays.yaml").points()}
+    chosen, shipped = points["variant=m5x512_day_type,fold=paper,seed=0"], load_config(
+        ROOT / "configs" / "metro_forecast_ensemble.yaml")
+    assert {k: v for k, v in _flat(chosen).items() if k != "run.name"} == {
+        k: v for k, v in _flat(shipped).items() if k != "run.name"}
