@@ -66,10 +66,10 @@ class ForecastTask:
         shape = self.raw["train"].shape
         self.info = {"stations": shape[2], "flows": shape[3], **normaliser_dict(self.normaliser)}
         if d.profile_features:  # saved with the run: inference builds the same inputs without the data
-            self.averages = self.average[None]  # (1, 73, N)
-            if d.profile_by == "day_type":
-                self.averages = day_type_averages(self.raw["train"], self.day_off["train"]).flatten(2)  # (2, 73, N)
-            self.info["profile"] = (self.averages if d.profile_by == "day_type" else self.average).tolist()
+            by_type = d.profile_by == "day_type"
+            self.averages = (day_type_averages(self.raw["train"], self.day_off["train"]).flatten(2) if by_type
+                             else self.average[None])  # (P, 73, N)
+            self.info["profile"] = (self.averages if by_type else self.average).tolist()
         return self
 
     @classmethod
@@ -136,8 +136,7 @@ class ForecastTask:
         if kind == "last_value":
             return self.z[split][days[:, None], slots].unsqueeze(2).expand(*ahead.shape, -1)
         if kind == "profile":
-            types = self.day_off[split][days].long() if self.cfg.data.profile_by == "day_type" else 0 * days
-            return self.profile[types[:, None, None], ahead]
+            return self.profile[self._profile_index(split, days)[:, None, None], ahead]
         return torch.zeros(*ahead.shape, self.output_size)
 
     def features(self, split: str, days: Tensor, slots: Tensor, forecast: Tensor) -> Tensor:
@@ -154,9 +153,14 @@ class ForecastTask:
         if d.day_features:
             parts.append(self.day_off[split][days][:, None, None].expand(*slots.shape, 1))
         if d.profile_features:
-            kind = self.day_off[split][days].long() if d.profile_by == "day_type" else torch.zeros_like(days)
-            parts.append(self.profile[kind[:, None], forecast])
+            parts.append(self.profile[self._profile_index(split, days)[:, None], forecast])
         return torch.cat(parts, dim=-1)
+
+    def _profile_index(self, split: str, days: Tensor) -> Tensor:
+        """(B,) which of self.profile each of the days (B,) reads: its day type, or 0 under data.profile_by: all."""
+        if self.cfg.data.profile_by == "day_type":
+            return self.day_off[split][days].long()
+        return torch.zeros_like(days)
 
     @property
     def profile(self) -> Tensor:
