@@ -275,8 +275,6 @@ def calendar_problems(d: DataConfig) -> list[str]:
     if d.profile_by == "day_type" and d.first_date is None:
         problems.append("data.profile_by: day_type needs data.first_date, the date of the first training day "
                         "(YYYY-MM-DD), to tell working days from days off")
-    if d.profile_by != "all" and not d.profile_features:
-        problems.append(f"data.profile_by: {d.profile_by} only applies with data.profile_features: true")
     return problems
 
 
@@ -309,6 +307,8 @@ def cross_field_problems(cfg: Config) -> list[str]:
     for key in ("day_features", "profile_features"):
         if getattr(cfg.data, key) and cfg.task != "forecast":
             problems.append(f"data.{key}: only applies to task: forecast (this is task: {cfg.task}); leave it out")
+    if cfg.data.profile_by != "all" and not cfg.data.profile_features:
+        problems.append(f"data.profile_by: {cfg.data.profile_by} only applies with data.profile_features: true")
     if cfg.data.min_len > cfg.data.max_len:
         problems.append(f"data.min_len: {cfg.data.min_len} is larger than data.max_len {cfg.data.max_len}")
     if cfg.generate.min_len > cfg.generate.max_len:

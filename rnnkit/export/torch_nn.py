@@ -169,7 +169,7 @@ def _forecaster_description(loaded) -> dict:
     if d.day_features:
         x += f", then 1.0 on a Saturday, a Sunday or a holiday ({d.days_off or 'none listed'}), else 0.0"
     if d.profile_features:
-        kinds = len(info["profile"]) if isinstance(info["profile"][0][0], list) else 1  # profile_by: all saves (73, N)
+        kinds = 2 if d.profile_by == "day_type" else 1
         holidays = d.days_off or "none listed"
         which = "[0]" if kinds == 1 else f"[1 on a Saturday, a Sunday or a holiday ({holidays}), else 0]"
         x += (f", then the {n} values of profile{which} at slot + 1, profile ({kinds}, 73, {n}) being the training "

@@ -197,7 +197,10 @@ class ForecastTask:
         call = model.member_forecasts if members else model
         x = batch.x.to(device, non_blocking=True)
         if self.cfg.model.forecaster == "direct":
-            return call(x).float() + batch.base.to(device, non_blocking=True)
+            out = call(x).float()
+            if self.cfg.model.forecast_base == "none":  # base is zeros: no copy to the device, no addition
+                return out
+            return out + batch.base.to(device, non_blocking=True)
         future = batch.future.to(device, non_blocking=True)
         targets = None  # p = 0 (evaluation): free running, the truth is not even handed over
         if teacher_forcing > 0:
