@@ -122,6 +122,8 @@ class ModelConfig:
                                 choices=("none", "last_value", "profile"))
     members: int = option(1, "forecast: forecasters trained side by side from different initialisations, each on its "
                              "own error, whose forecasts are averaged (a seed ensemble in one run)", low=1, high=16)
+    input_skip: bool = option(False, "forecast (direct): add a linear map of each step's inputs to its forecasts, "
+                                     "beside the recurrent network's (LSTNet's autoregressive component)")
 
 
 @dataclass
@@ -165,6 +167,9 @@ class TrainConfig:
     loss: str = option("mse", "forecast: regression loss on the normalised flows", choices=("mse", "huber"))
     huber_delta: float = option(1.0, "forecast: where the Huber loss turns from quadratic to linear", low=0.0,
                                 low_open=True)
+    loss_weights: str = option("equal", "forecast: every station and flow weighs the same in the loss (its z-score), "
+                                        "or in proportion to its standard deviation, as in MAE/RMSE on counts, which "
+                                        "busy stations dominate", choices=("equal", "station_scale"))
     supervise: str = option("all", "forecast, direct only: loss on the forecasts made after every input step, or "
                                    "after the last one only (seq2seq forecasts after the last one only)",
                             choices=("all", "last"))
@@ -290,6 +295,10 @@ def cross_field_problems(cfg: Config) -> list[str]:
                         "seq2seq decoder reads its own forecasts back); use none")
     if cfg.model.forecast_base == "profile" and not cfg.data.profile_features:
         problems.append("model.forecast_base: profile needs data.profile_features: true (the profile it starts from)")
+    if cfg.model.input_skip and (cfg.task != "forecast" or cfg.model.forecaster != "direct"):
+        problems.append("model.input_skip: only applies to task: forecast with model.forecaster: direct; use false")
+    if cfg.train.loss_weights != "equal" and cfg.task != "forecast":
+        problems.append(f"train.loss_weights: only applies to task: forecast (this is task: {cfg.task}); leave it out")
     if cfg.model.members > 1 and cfg.task != "forecast":
         problems.append(f"model.members: only applies to task: forecast (this is task: {cfg.task}); leave it out")
     if cfg.model.forecaster != "direct" and cfg.task != "forecast":

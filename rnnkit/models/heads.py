@@ -51,7 +51,9 @@ class Forecaster(nn.Module):
 
     x (T, B, D) -> (T, B, K, N): the hidden state after step t is decoded by one linear layer into
     K future vectors of N values (N = stations x flows), so every step is supervised and there is no
-    decoder loop to feed its own errors back into.
+    decoder loop to feed its own errors back into. With model.input_skip, a linear map of the step's own
+    inputs is added (LSTNet's autoregressive part): the linear share of the forecast, such as flows that
+    leave one station now and arrive at another a quarter-hour later, need not pass through the gates.
     """
 
     def __init__(self, model_cfg, input_size: int, output_size: int, horizon: int):
@@ -60,11 +62,14 @@ class Forecaster(nn.Module):
         self.rnn = recurrent_stack(model_cfg, input_size)
         self.drop = nn.Dropout(model_cfg.dropout)
         self.decoder = nn.Linear(model_cfg.hidden_size, horizon * output_size)
+        self.skip = nn.Linear(input_size, horizon * output_size) if model_cfg.input_skip else None
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """x (T, B, D) -> forecasts (T, B, K, N) in the normalised scale."""
         out, _ = self.rnn(x, None, lengths)  # (T, B, H)
         y = self.decoder(self.drop(out))  # (T, B, K * N)
+        if self.skip is not None:
+            y = y + self.skip(x)  # (T, B, K * N)
         return y.view(*y.shape[:2], self.horizon, self.output_size)  # (T, B, K, N)
 
 

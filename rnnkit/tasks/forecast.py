@@ -183,7 +183,12 @@ class ForecastTask:
         return ForecastEnsemble([forecasters[m.forecaster]() for _ in range(m.members)])
 
     def _errors(self, pred: Tensor, y: Tensor) -> Tensor:
+        """Summed loss of normalised forecasts against the truth (..., N), each value weighted by train.loss_weights."""
         t = self.cfg.train
+        if t.loss_weights == "station_scale":  # errors in counts, over one scale for all (the mean std)
+            std = self.normaliser.std.flatten().to(pred.device)  # (N,)
+            weights = std / std.mean()
+            pred, y = pred * weights, y * weights
         if t.loss == "huber":
             return F.huber_loss(pred, y, reduction="sum", delta=t.huber_delta)
         return F.mse_loss(pred, y, reduction="sum")
