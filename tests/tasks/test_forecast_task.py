@@ -407,6 +407,69 @@ def test_forecast_base_mistakes_name_the_key(settings, fragment):
         config_from_dict({"task": "forecast", **settings})
 
 
+def test_input_skip_adds_a_linear_map_of_each_steps_inputs_to_its_forecasts(tmp_path, monkeypatch):
+    path = save_metro(tmp_path / "m.npz", *synthetic_metro(train_days=3, test_days=3, stations=4, seed=0))
+    cfg = _cfg(path, history=3, horizon=2)
+    cfg.model.input_skip = True
+    task = ForecastTask(cfg, tmp_path).setup()
+    model, cpu = task.build_model(), torch.device("cpu")
+    batch = next(iter(task.batches("train", 16, 0, True)))
+    out, _ = model.rnn(batch.x)  # (H, B, hidden)
+    by_hand = model.decoder(out) + batch.x @ model.skip.weight.t() + model.skip.bias  # (H, B, K * N)
+    forecast = task.forecast(model, batch, cpu)
+    torch.testing.assert_close(forecast, by_hand.view(forecast.shape))
+    loss, _, _ = task.loss(model, batch, cpu)
+    loss.backward()
+    assert model.skip.weight.grad.abs().sum() > 0  # the linear path learns beside the recurrent one
+    # through the CLI: trains, evaluates, and export says in one line why it cannot write it
+    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    settings = {"task": "forecast", "data": {"source": "metro", "path": str(path), "val_days": 1},
+                "model": {"cell": "gru", "hidden_size": 8, "input_skip": True},
+                "train": {"batch_size": 16, "max_steps": 4, "eval_every": 2, "checkpoint_every": 2, "device": "cpu",
+                          "histogram_every": 0}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(settings))
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", "s.yaml", "-q"]).exit_code == 0
+    result = runner.invoke(app, ["eval", "runs/s", "--split", "test", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["horizons"], result.output
+    result = runner.invoke(app, ["export", "runs/s", "s.pt"])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code != 0 and len(lines) == 1 and "export: model.input_skip" in lines[0], result.output
+
+
+def test_station_scale_weighs_each_error_by_its_stations_standard_deviation(labelled, tmp_path):
+    cfg = _cfg(labelled, history=3, horizon=2)
+    cfg.train.loss, cfg.train.huber_delta = "huber", 0.5
+    task = ForecastTask(cfg, tmp_path).setup()
+    torch.manual_seed(0)
+    model, cpu = task.build_model(), torch.device("cpu")
+    batch = next(iter(task.batches("train", 16, 0, True)))
+    equal, count, _ = task.loss(model, batch, cpu)
+    cfg.train.loss_weights = "station_scale"
+    scaled, count2, _ = task.loss(model, batch, cpu)
+    assert count2 == count
+    std = task.normaliser.std.flatten()  # (N,) station 1's outflow is doubled in the data: twice the std
+    assert std[3].item() == pytest.approx(2 * std[2].item(), rel=1e-4)
+    with torch.no_grad():
+        errors = (task.forecast(model, batch, cpu) - batch.y) * std / std.mean()  # errors in counts / mean std
+        by_hand = torch.nn.functional.huber_loss(errors, torch.zeros_like(errors), reduction="sum", delta=0.5)
+    assert scaled.item() == pytest.approx(by_hand.item(), rel=1e-5)
+    assert scaled.item() != pytest.approx(equal.item(), rel=1e-3)
+
+
+@pytest.mark.parametrize("settings, fragment", [
+    ({"task": "forecast", "model": {"input_skip": True, "forecaster": "seq2seq"}},
+     "model.input_skip: only applies to task: forecast with model.forecaster: direct"),
+    ({"task": "lm", "model": {"input_skip": True}}, "model.input_skip: only applies to task: forecast"),
+    ({"task": "lm", "train": {"loss_weights": "station_scale"}}, "train.loss_weights: only applies to task: forecast"),
+    ({"task": "forecast", "train": {"loss_weights": "volume"}}, "train.loss_weights"),
+])
+def test_input_skip_and_loss_weights_mistakes_name_the_key(settings, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        config_from_dict(settings)
+
+
 def test_a_profile_per_day_type_needs_both_types_among_the_training_days(labelled, tmp_path):
     cfg = _cfg(labelled, profile_features=True, profile_by="day_type", first_date="2019-01-07")  # Mon, Tue, Wed
     with pytest.raises(DataError, match="data.profile_by: day_type: the 3 training days hold no day off"):
