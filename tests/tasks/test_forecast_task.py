@@ -511,6 +511,32 @@ def test_the_readme_metro_variants_on_seed_0(tmp_path, monkeypatch):
     assert min(test[v]["mae_15min"]["mean"] for v in ("tuned", "course")) > 22.68  # PVCGN's MAE at 15 min
 
 
+@pytest.mark.slow
+@pytest.mark.realdata
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data/hzmetro is not beside the checkout")
+def test_the_readme_direct_vs_seq2seq_table(tmp_path, monkeypatch):
+    """README "Experiments": configs/sweeps/metro_direct_vs_seq2seq.yaml, 3 seeds each on the test days (about 5
+    minutes on one thread): the table's numbers, and direct ahead at every horizon on MAE and RMSE."""
+    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["sweep", str(ROOT / "configs" / "sweeps" / "metro_direct_vs_seq2seq.yaml"),
+                                      "--quiet", "--json", "--split", "test",
+                                      "--set", f"data.path={SHARED / 'hzdataset.npz'}"])
+    assert result.exit_code == 0, result.output
+    rows = {r["group"]["forecaster"]: r["metrics"] for r in map(json.loads, result.stdout.splitlines())}
+    table = {"direct": {"mae": [23.49, 23.95, 24.54, 25.02], "rmse": [39.61, 40.68, 41.97, 43.32]},
+             "seq2seq": {"mae": [23.62, 24.16, 24.65, 25.15], "rmse": [40.01, 40.95, 42.33, 43.56]}}
+    for kind, metrics in table.items():
+        for key, values in metrics.items():
+            got = [rows[kind][f"{key}_{m}min"]["mean"] for m in (15, 30, 45, 60)]
+            assert got == pytest.approx(values, abs=0.01), (kind, key)  # one thread: deterministic
+            assert rows[kind][f"{key}_15min"]["n"] == 3
+    for key in ("mae", "rmse"):
+        for m in (15, 30, 45, 60):
+            assert rows["direct"][f"{key}_{m}min"]["mean"] < rows["seq2seq"][f"{key}_{m}min"]["mean"]
+
+
 PVCGN = {"mae": (22.68, 23.33, 24.22, 24.93), "rmse": (37.76, 39.34, 40.95, 42.61)}  # PVCGN_RESULTS.md, Table III
 
 
