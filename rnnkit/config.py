@@ -122,6 +122,10 @@ class ModelConfig:
                                 choices=("none", "last_value", "profile"))
     members: int = option(1, "forecast: forecasters trained side by side from different initialisations, each on its "
                              "own error, whose forecasts are averaged (a seed ensemble in one run)", low=1, high=16)
+    station_hidden: int = option(0, "forecast (direct): hidden units of a one-layer network of model.cell run on "
+                                    "each station's own series, its weights shared by all stations, each station "
+                                    "with a learned embedding of model.embedding_dim; its forecast is added to the "
+                                    "network's (0 = none)", low=0)
     input_skip: bool = option(False, "forecast (direct): add a linear map of each step's inputs to its forecasts, "
                                      "beside the recurrent network's (LSTNet's autoregressive component)")
 
@@ -297,6 +301,10 @@ def cross_field_problems(cfg: Config) -> list[str]:
         problems.append("model.forecast_base: profile needs data.profile_features: true (the profile it starts from)")
     if cfg.model.input_skip and (cfg.task != "forecast" or cfg.model.forecaster != "direct"):
         problems.append("model.input_skip: only applies to task: forecast with model.forecaster: direct; use false")
+    if cfg.model.station_hidden and (cfg.task != "forecast" or cfg.model.forecaster != "direct"):
+        problems.append("model.station_hidden: only applies to task: forecast with model.forecaster: direct; use 0")
+    if cfg.model.station_hidden and cfg.model.embedding_dim == 0:
+        problems.append("model.station_hidden: needs model.embedding_dim > 0, the size of the station embedding")
     if cfg.train.loss_weights != "equal" and cfg.task != "forecast":
         problems.append(f"train.loss_weights: only applies to task: forecast (this is task: {cfg.task}); leave it out")
     if cfg.model.members > 1 and cfg.task != "forecast":

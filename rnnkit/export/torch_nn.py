@@ -51,9 +51,10 @@ def plain_parts(model: nn.Module) -> dict[str, nn.Module]:
     if not isinstance(model, (CharLM, SequenceClassifier, Forecaster)):
         raise UsageError(f"export: a {type(model).__name__} cannot be written as plain torch.nn modules; "
                          f"supported: {SUPPORTED}")
-    if isinstance(model, Forecaster) and model.skip is not None:
-        raise UsageError("export: model.input_skip adds a linear map of the inputs beside the recurrent stack, which "
-                         f"plain torch.nn modules in sequence cannot express; supported: {SUPPORTED}")
+    if isinstance(model, Forecaster) and (model.skip is not None or model.stations is not None):
+        key = "model.input_skip adds a linear map" if model.skip is not None else "model.station_hidden adds a network"
+        raise UsageError(f"export: {key} of the inputs beside the recurrent stack, which plain torch.nn modules in "
+                         f"sequence cannot express; supported: {SUPPORTED}")
     parts: dict[str, nn.Module] = {}
     if hasattr(model, "embedding"):
         parts["embedding"] = model.embedding

@@ -3,6 +3,8 @@ and an average of forecasters (model.members)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
@@ -46,6 +48,49 @@ class SequenceClassifier(nn.Module):
         return self.decoder(self.drop(last))
 
 
+@dataclass(frozen=True)
+class StationLayout:
+    """How a forecaster's input step (N + extra features) is laid out (rnnkit/tasks/forecast.py `features`):
+    the counts of `stations` x `flows` (station-major), then `shared` features of the slot (time of day, day-off
+    flag), then, when `profile`, every station's profile values in the same order as the counts."""
+
+    stations: int
+    flows: int
+    shared: int
+    profile: bool
+
+
+class StationNetwork(nn.Module):
+    """One small recurrent network run on every station's own series, its weights shared by all stations.
+
+    Station s reads its own counts, its own profile values, the slot's shared features and a learned embedding of
+    s; its state after step t is decoded into its next K values. Where the joint network learns each station's
+    dynamics from that station's days alone, this one learns the dynamics common to all from every station's
+    (model.station_hidden), as PVCGN's per-node GRU does; its forecast is added to the joint network's.
+    """
+
+    def __init__(self, model_cfg, layout: StationLayout, horizon: int):
+        super().__init__()
+        self.layout, self.horizon = layout, horizon
+        self.embedding = nn.Embedding(layout.stations, model_cfg.embedding_dim)
+        inputs = layout.flows * (1 + layout.profile) + layout.shared + model_cfg.embedding_dim
+        self.rnn = make_layer(model_cfg.cell, inputs, model_cfg.station_hidden, 1, backend=model_cfg.backend)
+        self.decoder = nn.Linear(model_cfg.station_hidden, horizon * layout.flows)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (T, B, N + extra) -> forecasts (T, B, K, N) in the normalised scale."""
+        (T, B, _), lay = x.shape, self.layout
+        S, F, N = lay.stations, lay.flows, lay.stations * lay.flows
+        parts = [x[..., :N].view(T, B, S, F)]  # (T, B, S, F) each station's counts
+        if lay.profile:
+            parts.append(x[..., N + lay.shared:].view(T, B, S, F))  # (T, B, S, F) its profile
+        parts.append(x[..., N:N + lay.shared].unsqueeze(2).expand(T, B, S, lay.shared))  # (T, B, S, shared)
+        parts.append(self.embedding.weight.expand(T, B, S, -1))  # (T, B, S, E)
+        out, _ = self.rnn(torch.cat(parts, dim=-1).view(T, B * S, -1))  # (T, B * S, h)
+        y = self.decoder(out).view(T, B, S, self.horizon, F)  # (T, B, S, K, F)
+        return y.transpose(2, 3).reshape(T, B, self.horizon, N)  # (T, B, K, N) station-major
+
+
 class Forecaster(nn.Module):
     """Many-to-many, direct multi-output: after each input step, predict the next `horizon` steps at once.
 
@@ -56,13 +101,15 @@ class Forecaster(nn.Module):
     leave one station now and arrive at another a quarter-hour later, need not pass through the gates.
     """
 
-    def __init__(self, model_cfg, input_size: int, output_size: int, horizon: int):
+    def __init__(self, model_cfg, input_size: int, output_size: int, horizon: int,
+                 layout: StationLayout | None = None):
         super().__init__()
         self.output_size, self.horizon = output_size, horizon
         self.rnn = recurrent_stack(model_cfg, input_size)
         self.drop = nn.Dropout(model_cfg.dropout)
         self.decoder = nn.Linear(model_cfg.hidden_size, horizon * output_size)
         self.skip = nn.Linear(input_size, horizon * output_size) if model_cfg.input_skip else None
+        self.stations = StationNetwork(model_cfg, layout, horizon) if model_cfg.station_hidden else None
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """x (T, B, D) -> forecasts (T, B, K, N) in the normalised scale."""
@@ -70,7 +117,8 @@ class Forecaster(nn.Module):
         y = self.decoder(self.drop(out))  # (T, B, K * N)
         if self.skip is not None:
             y = y + self.skip(x)  # (T, B, K * N)
-        return y.view(*y.shape[:2], self.horizon, self.output_size)  # (T, B, K, N)
+        y = y.view(*y.shape[:2], self.horizon, self.output_size)  # (T, B, K, N)
+        return y if self.stations is None else y + self.stations(x)
 
 
 class Seq2SeqForecaster(nn.Module):

@@ -27,9 +27,14 @@ def reads_day_type(data_cfg) -> bool:
     return data_cfg.day_features or (data_cfg.profile_features and data_cfg.profile_by == "day_type")
 
 
+def slot_features(data_cfg) -> int:
+    """How many features of the slot itself (time of day, day-off flag) every step reads, shared by all stations."""
+    return 2 * data_cfg.time_features + data_cfg.day_features
+
+
 def extra_features(data_cfg, outputs: int) -> int:
     """How many features the model reads per step beside the `outputs` counts (see ForecastTask.features)."""
-    return 2 * data_cfg.time_features + data_cfg.day_features + outputs * data_cfg.profile_features
+    return slot_features(data_cfg) + outputs * data_cfg.profile_features
 
 
 class ForecastTask:
@@ -172,11 +177,12 @@ class ForecastTask:
     # --- model, loss, metrics -----------------------------------------------------------------
 
     def build_model(self) -> nn.Module:
-        from rnnkit.models.heads import ForecastEnsemble, Forecaster, Seq2SeqForecaster
+        from rnnkit.models.heads import ForecastEnsemble, Forecaster, Seq2SeqForecaster, StationLayout
 
-        m, N, K = self.cfg.model, self.output_size, self.cfg.data.horizon
-        extra = extra_features(self.cfg.data, N)
-        forecasters = {"direct": lambda: Forecaster(m, N + extra, N, K),
+        m, d, N, K = self.cfg.model, self.cfg.data, self.output_size, self.cfg.data.horizon
+        extra = extra_features(d, N)
+        layout = StationLayout(self.info["stations"], self.info["flows"], slot_features(d), d.profile_features)
+        forecasters = {"direct": lambda: Forecaster(m, N + extra, N, K, layout),
                        "seq2seq": lambda: Seq2SeqForecaster(m, N + extra, N, K, extra)}
         if m.members == 1:
             return forecasters[m.forecaster]()
