@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from rnnkit.cli import app
 from rnnkit.config import config_from_dict
 from rnnkit.data.metro import SLOTS, save_metro, synthetic_metro, time_of_day
-from rnnkit.errors import ConfigError, DataError
+from rnnkit.errors import ConfigError, DataError, UsageError
 from rnnkit.evaluation.metrics import horizon_errors, masked_error_sums
 from rnnkit.tasks import ForecastTask
 
@@ -407,7 +407,7 @@ def test_forecast_base_mistakes_name_the_key(settings, fragment):
         config_from_dict({"task": "forecast", **settings})
 
 
-def test_input_skip_adds_a_linear_map_of_each_steps_inputs_to_its_forecasts(tmp_path, monkeypatch):
+def test_input_skip_adds_a_linear_map_of_each_steps_inputs_to_its_forecasts(tmp_path):
     path = save_metro(tmp_path / "m.npz", *synthetic_metro(train_days=3, test_days=3, stations=4, seed=0))
     cfg = _cfg(path, history=3, horizon=2)
     cfg.model.input_skip = True
@@ -421,11 +421,16 @@ def test_input_skip_adds_a_linear_map_of_each_steps_inputs_to_its_forecasts(tmp_
     loss, _, _ = task.loss(model, batch, cpu)
     loss.backward()
     assert model.skip.weight.grad.abs().sum() > 0  # the linear path learns beside the recurrent one
-    # through the CLI: trains, evaluates, and export says in one line why it cannot write it
+
+
+@pytest.mark.parametrize("key, value", [("input_skip", True), ("station_hidden", 4)])
+def test_a_forecaster_with_an_added_path_trains_evaluates_predicts_and_is_not_exported(tmp_path, monkeypatch,
+                                                                                        key, value):
     monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "data"))
     monkeypatch.chdir(tmp_path)
+    path = save_metro(tmp_path / "m.npz", *synthetic_metro(train_days=3, test_days=3, stations=4, seed=0))
     settings = {"task": "forecast", "data": {"source": "metro", "path": str(path), "val_days": 1},
-                "model": {"cell": "gru", "hidden_size": 8, "input_skip": True},
+                "model": {"cell": "gru", "hidden_size": 8, key: value},
                 "train": {"batch_size": 16, "max_steps": 4, "eval_every": 2, "checkpoint_every": 2, "device": "cpu",
                           "histogram_every": 0}}
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(settings))
@@ -433,9 +438,34 @@ def test_input_skip_adds_a_linear_map_of_each_steps_inputs_to_its_forecasts(tmp_
     assert runner.invoke(app, ["train", "s.yaml", "-q"]).exit_code == 0
     result = runner.invoke(app, ["eval", "runs/s", "--split", "test", "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)["horizons"], result.output
+    result = runner.invoke(app, ["predict", "runs/s", "--from-split", "test", "--day", "0", "--slot", "10", "--json"])
+    assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["export", "runs/s", "s.pt"])
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.exit_code != 0 and len(lines) == 1 and "export: model.input_skip" in lines[0], result.output
+    assert result.exit_code != 0 and len(lines) == 1 and f"export: model.{key}" in lines[0], result.output
+
+
+def test_the_station_network_runs_one_shared_network_on_each_stations_own_series(tmp_path):
+    from rnnkit.export.torch_nn import plain_parts
+
+    path = save_metro(tmp_path / "m.npz", *synthetic_metro(train_days=3, test_days=3, stations=4, seed=0))
+    cfg = _cfg(path, history=3, horizon=2, profile_features=True)
+    cfg.model.station_hidden, cfg.model.embedding_dim = 5, 3
+    task = ForecastTask(cfg, tmp_path).setup()
+    torch.manual_seed(0)
+    model, cpu = task.build_model(), torch.device("cpu")
+    batch = next(iter(task.batches("train", 16, 0, True)))
+    x, net = batch.x, model.stations  # x (H, B, 8 counts + 2 time + 8 profile)
+    with torch.no_grad():
+        joint = model.decoder(model.rnn(x)[0]).view(3, 16, 2, 8)  # (H, B, K, N)
+        for s in range(4):  # station s alone: its 2 flows, its 2 profile values, the time, its embedding
+            own = torch.cat([x[..., 2 * s:2 * s + 2], x[..., 10 + 2 * s:12 + 2 * s], x[..., 8:10],
+                             net.embedding.weight[s].expand(3, 16, 3)], dim=-1)  # (H, B, 9)
+            alone = net.decoder(net.rnn(own)[0]).view(3, 16, 2, 2)  # (H, B, K, F)
+            torch.testing.assert_close(task.forecast(model, batch, cpu)[..., 2 * s:2 * s + 2],
+                                       joint[..., 2 * s:2 * s + 2] + alone)
+    with pytest.raises(UsageError, match="export: model.station_hidden"):
+        plain_parts(model)
 
 
 def test_station_scale_weighs_each_error_by_its_stations_standard_deviation(labelled, tmp_path):
@@ -464,8 +494,12 @@ def test_station_scale_weighs_each_error_by_its_stations_standard_deviation(labe
     ({"task": "lm", "model": {"input_skip": True}}, "model.input_skip: only applies to task: forecast"),
     ({"task": "lm", "train": {"loss_weights": "station_scale"}}, "train.loss_weights: only applies to task: forecast"),
     ({"task": "forecast", "train": {"loss_weights": "volume"}}, "train.loss_weights"),
+    ({"task": "forecast", "model": {"station_hidden": 8, "forecaster": "seq2seq"}},
+     "model.station_hidden: only applies to task: forecast with model.forecaster: direct"),
+    ({"task": "forecast", "model": {"station_hidden": 8, "embedding_dim": 0}},
+     "model.station_hidden: needs model.embedding_dim > 0"),
 ])
-def test_input_skip_and_loss_weights_mistakes_name_the_key(settings, fragment):
+def test_input_skip_station_hidden_and_loss_weights_mistakes_name_the_key(settings, fragment):
     with pytest.raises(ConfigError, match=fragment):
         config_from_dict(settings)
 
@@ -558,6 +592,6 @@ def test_the_readme_metro_ensemble_on_seed_0(tmp_path, monkeypatch):
     got = {key: [row["metrics"][f"{key}_{m}min"]["mean"] for m in (15, 30, 45, 60)] for key in PVCGN}
     assert got["mae"] == pytest.approx([22.93, 23.37, 23.56, 23.76], abs=0.01)  # one thread: deterministic
     assert got["rmse"] == pytest.approx([37.66, 38.88, 39.10, 39.74], abs=0.01)
-    assert all(g < p for g, p in zip(got["rmse"], PVCGN["rmse"]))
+    assert all(g < p for g, p in zip(got["rmse"], PVCGN["rmse"], strict=True))
     assert got["mae"][0] > PVCGN["mae"][0]  # README: 15 min is where PVCGN keeps its lead on MAE
     assert got["mae"][2] < PVCGN["mae"][2] and got["mae"][3] < PVCGN["mae"][3]
