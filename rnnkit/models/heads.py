@@ -1,5 +1,6 @@
-"""Task heads on the hand-written recurrent layers: many-to-one classifier, direct and encoder-decoder forecasters,
-and an average of forecasters (model.members)."""
+"""Task heads on the hand-written recurrent layers: many-to-one classifier, direct and encoder-decoder forecasters
+(the direct one optionally beside a per-station network, model.station_hidden), and an average of forecasters
+(model.members)."""
 
 from __future__ import annotations
 
@@ -98,7 +99,8 @@ class Forecaster(nn.Module):
     K future vectors of N values (N = stations x flows), so every step is supervised and there is no
     decoder loop to feed its own errors back into. With model.input_skip, a linear map of the step's own
     inputs is added (LSTNet's autoregressive part): the linear share of the forecast, such as flows that
-    leave one station now and arrive at another a quarter-hour later, need not pass through the gates.
+    leave one station now and arrive at another a quarter-hour later, need not pass through the gates. With
+    model.station_hidden, the forecast of a `StationNetwork` is added too.
     """
 
     def __init__(self, model_cfg, input_size: int, output_size: int, horizon: int,
