@@ -77,10 +77,10 @@ def test_sweeps_are_not_presets_and_run_by_name(tmp_path, monkeypatch):
 
 
 def test_the_shipped_metro_ensemble_is_the_point_the_weekday_fold_chose():
-    """README "Metro forecasting": configs/metro_forecast_ensemble.yaml is metro_weekdays' scale_batch64 variant
+    """README "Metro forecasting": configs/metro_forecast_ensemble.yaml is metro_weekdays' batch64_station64 variant
     trained on all training days (fold paper), so the sweep's test runs are runs of the shipped config."""
     points = {p.name: p.cfg for p in load_sweep(ROOT / "configs/sweeps/metro_weekdays.yaml").points()}
-    chosen, shipped = points["variant=scale_batch64,fold=paper,seed=0"], load_config(
+    chosen, shipped = points["variant=batch64_station64,fold=paper,seed=0"], load_config(
         ROOT / "configs" / "metro_forecast_ensemble.yaml")
     assert {k: v for k, v in _flat(chosen).items() if k != "run.name"} == {
         k: v for k, v in _flat(shipped).items() if k != "run.name"}
