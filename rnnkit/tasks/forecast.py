@@ -9,6 +9,7 @@ the truth is 0, next to two naive baselines computed on the same windows.
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -192,12 +193,18 @@ class ForecastTask:
         """Summed loss of normalised forecasts against the truth (..., N), each value weighted by train.loss_weights."""
         t = self.cfg.train
         if t.loss_weights == "station_scale":  # errors in counts, over one scale for all (the mean std)
-            std = self.normaliser.std.flatten().to(pred.device)  # (N,)
-            weights = std / std.mean()
+            weights = self._station_weights.to(pred.device)  # (N,)
             pred, y = pred * weights, y * weights
         if t.loss == "huber":
             return F.huber_loss(pred, y, reduction="sum", delta=t.huber_delta)
         return F.mse_loss(pred, y, reduction="sum")
+
+    @cached_property
+    def _station_weights(self) -> Tensor:
+        """(N,) each station and flow's standard deviation over their mean (train.loss_weights: station_scale),
+        computed once: the normaliser does not change after setup or from_run."""
+        std = self.normaliser.std.flatten()
+        return std / std.mean()
 
     def forecast(self, model: nn.Module, batch, device: torch.device, teacher_forcing: float = 0.0,
                  members: bool = False) -> Tensor:
