@@ -36,6 +36,29 @@ def labelled(tmp_path):
     return save_metro(tmp_path / "labelled.npz", x[:3], x[3:])
 
 
+def _train_a_tiny_run(tmp_path, monkeypatch, name: str, **model) -> CliRunner:
+    """`rnnkit train NAME.yaml` in tmp_path: a GRU of 8 units with `model` on 4 synthetic stations, 4 steps."""
+    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    path = save_metro(tmp_path / "m.npz", *synthetic_metro(train_days=3, test_days=3, stations=4, seed=0))
+    settings = {"task": "forecast", "data": {"source": "metro", "path": str(path), "val_days": 1},
+                "model": {"cell": "gru", "hidden_size": 8, **model},
+                "train": {"batch_size": 16, "max_steps": 4, "eval_every": 2, "checkpoint_every": 2, "device": "cpu",
+                          "histogram_every": 0}}
+    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(settings))
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", f"{name}.yaml", "-q"]).exit_code == 0
+    return runner
+
+
+def _export_refusal(runner: CliRunner, run: str) -> str:
+    """The one line `rnnkit export RUN` fails with (it must fail, in one line)."""
+    result = runner.invoke(app, ["export", run, "out.pt"])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code != 0 and len(lines) == 1, result.output
+    return lines[0]
+
+
 def test_windows_never_cross_a_day_and_targets_follow_the_inputs(labelled, tmp_path):
     task = ForecastTask(_cfg(labelled, history=4, horizon=3), tmp_path).setup()
     assert task.num_sequences("train") == 3 * (SLOTS - 7 + 1)
@@ -225,16 +248,7 @@ def test_members_forecast_their_mean_and_each_learns_from_its_own_error(tmp_path
 
 
 def test_a_run_of_members_trains_evaluates_predicts_and_is_not_exported(tmp_path, monkeypatch):
-    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "data"))
-    monkeypatch.chdir(tmp_path)
-    path = save_metro(tmp_path / "m.npz", *synthetic_metro(train_days=3, test_days=3, stations=4, seed=0))
-    cfg = {"task": "forecast", "data": {"source": "metro", "path": str(path), "val_days": 1},
-           "model": {"cell": "gru", "hidden_size": 8, "members": 2},
-           "train": {"batch_size": 16, "max_steps": 4, "eval_every": 2, "checkpoint_every": 2, "device": "cpu",
-                     "histogram_every": 0}}
-    (tmp_path / "e.yaml").write_text(yaml.safe_dump(cfg))
-    runner = CliRunner()
-    assert runner.invoke(app, ["train", "e.yaml", "-q"]).exit_code == 0
+    runner = _train_a_tiny_run(tmp_path, monkeypatch, "e", members=2)
     result = runner.invoke(app, ["eval", "runs/e", "--split", "test", "--json"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
@@ -248,9 +262,7 @@ def test_a_run_of_members_trains_evaluates_predicts_and_is_not_exported(tmp_path
     assert [r["mae"] for r in record["horizons"]] == pytest.approx([r["mae"] for r in by_hand], rel=1e-5)
     result = runner.invoke(app, ["predict", "runs/e", "--from-split", "test", "--day", "0", "--slot", "10", "--json"])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["export", "runs/e", "e.pt"])
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.exit_code != 0 and len(lines) == 1 and "export: a ForecastEnsemble" in lines[0], result.output
+    assert "export: a ForecastEnsemble" in _export_refusal(runner, "runs/e")
     with pytest.raises(ConfigError, match="model.members: only applies to task: forecast"):
         config_from_dict({"task": "lm", "model": {"members": 2}})
 
@@ -426,23 +438,12 @@ def test_input_skip_adds_a_linear_map_of_each_steps_inputs_to_its_forecasts(tmp_
 @pytest.mark.parametrize("key, value", [("input_skip", True), ("station_hidden", 4)])
 def test_a_forecaster_with_an_added_path_trains_evaluates_predicts_and_is_not_exported(tmp_path, monkeypatch,
                                                                                         key, value):
-    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "data"))
-    monkeypatch.chdir(tmp_path)
-    path = save_metro(tmp_path / "m.npz", *synthetic_metro(train_days=3, test_days=3, stations=4, seed=0))
-    settings = {"task": "forecast", "data": {"source": "metro", "path": str(path), "val_days": 1},
-                "model": {"cell": "gru", "hidden_size": 8, key: value},
-                "train": {"batch_size": 16, "max_steps": 4, "eval_every": 2, "checkpoint_every": 2, "device": "cpu",
-                          "histogram_every": 0}}
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump(settings))
-    runner = CliRunner()
-    assert runner.invoke(app, ["train", "s.yaml", "-q"]).exit_code == 0
+    runner = _train_a_tiny_run(tmp_path, monkeypatch, "s", **{key: value})
     result = runner.invoke(app, ["eval", "runs/s", "--split", "test", "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)["horizons"], result.output
     result = runner.invoke(app, ["predict", "runs/s", "--from-split", "test", "--day", "0", "--slot", "10", "--json"])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["export", "runs/s", "s.pt"])
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.exit_code != 0 and len(lines) == 1 and f"export: model.{key}" in lines[0], result.output
+    assert f"export: model.{key}" in _export_refusal(runner, "runs/s")
 
 
 def test_the_station_network_runs_one_shared_network_on_each_stations_own_series(tmp_path):
